@@ -1,0 +1,276 @@
+"""The device contract: one interface for every physical system physnn trains through.
+
+A :class:`Device` takes a batch of input vectors inside a declared range and returns
+measured output vectors. Subclasses implement one method, :meth:`Device._query`;
+validation, batch splitting, bookkeeping and the no-gradient guarantee live here, so
+that every device - simulator, serial hardware or quantum circuit - behaves the same.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import torch
+
+__all__ = ["Device", "DeviceInfo", "DeviceStats", "validate_batch"]
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """What a device is and what it accepts: capabilities as data.
+
+    Args:
+        name: Registry name or a human-readable identifier.
+        n_in: Length of one input vector.
+        n_out: Length of one measured output vector.
+        in_min: Smallest accepted input value (inclusive), in the device's input units.
+        in_max: Largest accepted input value (inclusive).
+        max_batch: Most input vectors the device takes in one round trip;
+            :meth:`Device.query` splits larger batches.
+        differentiable: ``True`` when :meth:`Device.vjp` gives exact gradients.
+        stochastic: ``True`` when repeated queries of one input may differ (noise).
+        extra: Free-form facts such as firmware version or units (read-only).
+    """
+
+    name: str
+    n_in: int
+    n_out: int
+    in_min: float
+    in_max: float
+    max_batch: int
+    differentiable: bool = False
+    stochastic: bool = False
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for key in ("n_in", "n_out", "max_batch"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"DeviceInfo.{key} must be a positive int, got {value!r}")
+        lo, hi = float(self.in_min), float(self.in_max)
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            raise ValueError(
+                f"DeviceInfo needs finite in_min < in_max, got in_min={self.in_min!r}, "
+                f"in_max={self.in_max!r}"
+            )
+        object.__setattr__(self, "in_min", lo)
+        object.__setattr__(self, "in_max", hi)
+        object.__setattr__(self, "extra", MappingProxyType(dict(self.extra)))
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain-dict copy (JSON-serialisable when ``extra`` is)."""
+        d = asdict(self)
+        d["extra"] = dict(self.extra)
+        return d
+
+
+@dataclass
+class DeviceStats:
+    """Running totals of what a device has been asked to do.
+
+    ``queries`` counts round trips to the device (batches after splitting by
+    ``max_batch``), ``samples`` counts input vectors, ``wall_seconds`` the time spent
+    inside the device, ``lab_seconds`` and ``joules`` the device's own estimate of what
+    a physical rig would take (``None`` while the device gives no estimate).
+    """
+
+    queries: int = 0
+    samples: int = 0
+    wall_seconds: float = 0.0
+    lab_seconds: float | None = None
+    joules: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def reset(self) -> None:
+        self.queries, self.samples, self.wall_seconds = 0, 0, 0.0
+        self.lab_seconds = self.joules = None
+
+
+def _describe_index(index: torch.Tensor) -> str:
+    return "[" + ", ".join(str(int(i)) for i in index) + "]"
+
+
+def _as_tensor(x: Any, info: DeviceInfo, where: str) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        return x
+    try:
+        return torch.as_tensor(x)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"{where} for {info.name!r} is not array-like: {err}") from None
+
+
+def validate_batch(x: Any, info: DeviceInfo, *, where: str = "input") -> torch.Tensor:
+    """Check a device input and return it as a 2-D float32 tensor ``(B, n_in)``.
+
+    Raises:
+        ValueError: naming the problem and its position - wrong type, dtype or shape,
+            NaN or Inf, or a value outside ``info.in_min .. info.in_max``.
+    """
+    x = _as_tensor(x, info, where)
+    if not x.is_floating_point():
+        raise ValueError(
+            f"{where} for {info.name!r} must be a real floating-point tensor, got dtype "
+            f"{x.dtype}"
+        )
+    if x.ndim not in (1, 2) or x.shape[-1] != info.n_in:
+        raise ValueError(
+            f"{where} for {info.name!r} must have shape (B, {info.n_in}) or ({info.n_in},), "
+            f"got {tuple(x.shape)}"
+        )
+    x2 = x.detach().reshape(-1, info.n_in)
+    bad = ~torch.isfinite(x2)
+    if bad.any():
+        index = bad.nonzero()[0]
+        kind = "NaN" if torch.isnan(x2[tuple(index)]) else "Inf"
+        raise ValueError(f"{where} for {info.name!r} contains {kind} at {_describe_index(index)}")
+    outside = (x2 < info.in_min) | (x2 > info.in_max)
+    if outside.any():
+        index = outside.nonzero()[0]
+        value = float(x2[tuple(index)])
+        raise ValueError(
+            f"{where} for {info.name!r} has {value!r} at {_describe_index(index)}, outside "
+            f"the device range [{info.in_min}, {info.in_max}]"
+        )
+    return x2.to(torch.float32)
+
+
+class Device(ABC):
+    """A physical system that can be queried but, in general, not differentiated.
+
+    Subclasses set ``self.info`` (a :class:`DeviceInfo`) in ``__init__`` and implement
+    :meth:`_query`. Everything else is provided:
+
+    * :meth:`query` validates the input, splits it into chunks of at most
+      ``info.max_batch`` rows, runs :meth:`_query` on each without autograd, checks what
+      comes back and updates :attr:`stats`;
+    * :meth:`close` is idempotent and the device is a context manager.
+
+    Shape:
+        - Input: ``(B, n_in)`` or ``(n_in,)``, any real float dtype, values inside
+          ``[in_min, in_max]``.
+        - Output: ``(B, n_out)`` or ``(n_out,)``, float32, on the input's torch device.
+
+    Examples::
+
+        >>> import phys, torch
+        >>> with phys.open("cavity", n_in=4, n_out=3) as dev:
+        ...     y = dev.query(torch.zeros(5, 4))
+        >>> tuple(y.shape)
+        (5, 3)
+    """
+
+    info: DeviceInfo
+
+    def __init__(self) -> None:
+        self.stats = DeviceStats()
+        self._closed = False
+        self._lock = threading.Lock()
+
+    # -- the one method a device implements -------------------------------------------
+    @abstractmethod
+    def _query(self, x: torch.Tensor) -> torch.Tensor:
+        """Measure a validated batch.
+
+        Args:
+            x: float32 tensor ``(b, n_in)`` with ``1 <= b <= max_batch``, values in range.
+
+        Returns:
+            Tensor ``(b, n_out)``, one row per input row in the same order.
+        """
+
+    # -- optional hooks ---------------------------------------------------------------
+    def _lab_cost(self, n_samples: int) -> tuple[float | None, float | None]:
+        """The device's estimate of (lab seconds, joules) for measuring ``n_samples``."""
+        return None, None
+
+    def _close(self) -> None:
+        """Release resources (ports, threads). Called once by :meth:`close`."""
+
+    def vjp(self, x: torch.Tensor, grad_out: torch.Tensor) -> torch.Tensor:
+        """Vector-Jacobian product ``grad_out @ d query(x) / dx`` for devices with
+        ``info.differentiable``; others raise :class:`NotImplementedError`."""
+        raise NotImplementedError(
+            f"device {self.info.name!r} is not differentiable: it can only be queried"
+        )
+
+    # -- the public surface -----------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def query(self, x: Any) -> torch.Tensor:
+        """Measure a batch of inputs; see the class docstring for shapes.
+
+        Raises:
+            ValueError: bad input (before anything reaches the device).
+            RuntimeError: the device is closed or returned a malformed answer.
+        """
+        if self._closed:
+            raise RuntimeError(f"device {self.info.name!r} is closed")
+        x = _as_tensor(x, self.info, "input")
+        single, out_device = x.ndim == 1, x.device
+        batch = validate_batch(x, self.info)
+        n = batch.shape[0]
+        if n == 0:
+            return torch.empty(0, self.info.n_out, dtype=torch.float32, device=out_device)
+        step = self.info.max_batch
+        parts = []
+        with self._lock, torch.no_grad():
+            for start in range(0, n, step):
+                chunk = batch[start:start + step]
+                t0 = time.perf_counter()
+                y = self._query(chunk)
+                self.stats.wall_seconds += time.perf_counter() - t0
+                parts.append(self._check_output(y, chunk.shape[0]))
+                self.stats.queries += 1
+                self.stats.samples += chunk.shape[0]
+                self._add_lab_cost(chunk.shape[0])
+        out = torch.cat(parts).to(out_device)
+        return out[0] if single else out
+
+    def close(self) -> None:
+        """Release the device; calling it again does nothing."""
+        if not self._closed:
+            self._closed = True
+            self._close()
+
+    def __enter__(self) -> Device:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        i = self.info
+        state = " closed" if self._closed else ""
+        return f"<{type(self).__name__} {i.name!r} n_in={i.n_in} n_out={i.n_out}{state}>"
+
+    # -- internals --------------------------------------------------------------------
+    def _check_output(self, y: Any, rows: int) -> torch.Tensor:
+        if not isinstance(y, torch.Tensor):
+            y = torch.as_tensor(y)
+        if tuple(y.shape) != (rows, self.info.n_out):
+            raise RuntimeError(
+                f"device {self.info.name!r} answered shape {tuple(y.shape)} for {rows} "
+                f"inputs; expected ({rows}, {self.info.n_out})"
+            )
+        y = y.detach().to(torch.float32)
+        if not torch.isfinite(y).all():
+            raise RuntimeError(f"device {self.info.name!r} answered a non-finite value")
+        return y
+
+    def _add_lab_cost(self, n: int) -> None:
+        seconds, joules = self._lab_cost(n)
+        if seconds is not None:
+            self.stats.lab_seconds = (self.stats.lab_seconds or 0.0) + float(seconds)
+        if joules is not None:
+            self.stats.joules = (self.stats.joules or 0.0) + float(joules)

@@ -1,0 +1,70 @@
+"""Find devices by name: built-in simulators plus the ``phys.devices`` entry-point group.
+
+Third-party packages add a device by declaring, in their ``pyproject.toml``::
+
+    [project.entry-points."phys.devices"]
+    mydevice = "mypackage.module:MyDevice"
+
+``MyDevice(**options)`` must return a :class:`phys.Device`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+from typing import Any
+
+from phys.device import Device
+
+__all__ = ["open", "available"]
+
+ENTRY_POINT_GROUP = "phys.devices"
+
+#: Devices that ship with physnn: name -> "module:attribute".
+BUILTIN: dict[str, str] = {
+    "cavity": "phys.simulators.cavity:Cavity",
+}
+
+
+def available() -> dict[str, str]:
+    """Every known device name mapped to its ``"module:attribute"`` target, sorted."""
+    found = dict(BUILTIN)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        found.setdefault(ep.name, ep.value)
+    return dict(sorted(found.items()))
+
+
+def load(name: str) -> type[Device]:
+    """The device class registered under ``name``."""
+    known = available()
+    if name not in known:
+        raise ValueError(
+            f"unknown device {name!r}; known devices: {', '.join(known) or '(none)'}"
+        )
+    module_name, _, attr = known[name].partition(":")
+    target = importlib.import_module(module_name)
+    for part in attr.split("."):
+        target = getattr(target, part)
+    return target
+
+
+def open(spec: str, **options: Any) -> Device:  # noqa: A001 - mirrors the builtin on purpose
+    """Open a device by registry name, e.g. ``phys.open("cavity", n_in=16, seed=0)``.
+
+    Args:
+        spec: A registered device name (see ``phys devices``).
+        **options: Keyword arguments of that device's constructor.
+
+    Raises:
+        ValueError: unknown name (the message lists the known ones) or bad options.
+    """
+    if not isinstance(spec, str) or not spec:
+        raise ValueError(f"device spec must be a non-empty string, got {spec!r}")
+    cls = load(spec)
+    try:
+        device = cls(**options)
+    except TypeError as err:
+        raise ValueError(f"bad options for device {spec!r}: {err}") from None
+    if not isinstance(device, Device):
+        raise TypeError(f"{spec!r} produced {type(device).__name__}, not a phys.Device")
+    return device

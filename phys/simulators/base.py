@@ -1,0 +1,51 @@
+"""Base class for numerical simulators: a :class:`~phys.Device` that is also differentiable."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import Any
+
+import torch
+
+from phys.device import Device, validate_batch
+
+__all__ = ["Simulator"]
+
+
+class Simulator(Device):
+    """A device computed in torch, so gradients through it exist.
+
+    Subclasses implement :meth:`_forward`, a differentiable map from a validated batch
+    ``(b, n_in)`` to ``(b, n_out)``. :meth:`query` runs it without autograd (as for any
+    device); :meth:`simulate` runs it with autograd for in-silico baselines; :meth:`vjp`
+    gives vector-Jacobian products.
+    """
+
+    @abstractmethod
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Differentiable forward map on a validated batch."""
+
+    def _query(self, x: torch.Tensor) -> torch.Tensor:
+        return self._forward(x)
+
+    def simulate(self, x: Any) -> torch.Tensor:
+        """Differentiable forward: like :meth:`query` but keeps the autograd graph.
+
+        Input values are validated as in :meth:`query`; the batch is not split and
+        :attr:`stats` is not updated (nothing is measured on hardware).
+        """
+        if self._closed:
+            raise RuntimeError(f"device {self.info.name!r} is closed")
+        x = x if isinstance(x, torch.Tensor) else torch.as_tensor(x)
+        validate_batch(x, self.info)  # raises before any computation
+        single = x.ndim == 1
+        y = self._forward(x.reshape(-1, self.info.n_in))
+        return y[0] if single else y
+
+    def vjp(self, x: torch.Tensor, grad_out: torch.Tensor) -> torch.Tensor:
+        """``grad_out @ J(x)``: shapes ``x (B, n_in)``, ``grad_out (B, n_out)`` -> ``(B, n_in)``."""
+        x = torch.as_tensor(x).detach().clone().requires_grad_(True)
+        with torch.enable_grad():
+            y = self.simulate(x)
+            (g,) = torch.autograd.grad(y, x, grad_out.to(y.dtype))
+        return g
