@@ -13,7 +13,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from types import MappingProxyType
 from typing import Any
 
@@ -66,7 +66,7 @@ class DeviceInfo:
 
     def as_dict(self) -> dict[str, Any]:
         """Plain-dict copy (JSON-serialisable when ``extra`` is)."""
-        d = asdict(self)
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["extra"] = dict(self.extra)
         return d
 
@@ -192,7 +192,7 @@ class Device(ABC):
         """The device's estimate of (lab seconds, joules) for measuring ``n_samples``."""
         return None, None
 
-    def _close(self) -> None:
+    def _close(self) -> None:  # noqa: B027 - optional hook, empty by default
         """Release resources (ports, threads). Called once by :meth:`close`."""
 
     def vjp(self, x: torch.Tensor, grad_out: torch.Tensor) -> torch.Tensor:

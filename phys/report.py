@@ -1,0 +1,75 @@
+"""Write a training run's results: results.json, metrics.csv, curve.png, checkpoint.pt."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from phys import atomic
+
+__all__ = ["write_run", "RESULTS", "METRICS", "CURVE", "CHECKPOINT"]
+
+RESULTS, METRICS, CURVE, CHECKPOINT = "results.json", "metrics.csv", "curve.png", "checkpoint.pt"
+
+
+def metrics_csv(history: Sequence[Mapping[str, Any]]) -> str:
+    """Per-epoch metrics as CSV text (columns: the union of the rows' keys, in order)."""
+    columns: list[str] = []
+    for row in history:
+        columns += [k for k in row if k not in columns]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    return buf.getvalue()
+
+
+def plot_curve(history: Sequence[Mapping[str, Any]], path: Path, title: str) -> None:
+    """Accuracy and loss against epoch, saved atomically as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [row["epoch"] for row in history]
+    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(9, 3.5), constrained_layout=True)
+    for key, label in (("train_accuracy", "train"), ("test_accuracy", "test")):
+        if history and key in history[0]:
+            ax_acc.plot(epochs, [row[key] for row in history], marker="o", ms=3, label=label)
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
+    ax_acc.legend()
+    ax_acc.grid(alpha=0.3)
+    ax_loss.plot(epochs, [row["loss"] for row in history], marker="o", ms=3, color="C3")
+    ax_loss.set(xlabel="epoch", ylabel="summed layer loss", title="loss")
+    ax_loss.grid(alpha=0.3)
+    fig.suptitle(title)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic.write_bytes(path, buf.getvalue())
+
+
+def save_checkpoint(state: Mapping[str, Any], path: Path) -> None:
+    """``torch.save`` atomically; load with ``torch.load(path, weights_only=True)``."""
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(dict(state), buf)
+    atomic.write_bytes(path, buf.getvalue())
+
+
+def write_run(out: str | Path, results: Mapping[str, Any],
+              history: Sequence[Mapping[str, Any]], state: Mapping[str, Any],
+              title: str = "") -> dict[str, Path]:
+    """Write every file of a run into ``out`` (created if missing); returns their paths."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {name: out / name for name in (RESULTS, METRICS, CURVE, CHECKPOINT)}
+    save_checkpoint(state, paths[CHECKPOINT])
+    atomic.write_text(paths[METRICS], metrics_csv(history))
+    plot_curve(history, paths[CURVE], title)
+    atomic.write_json(paths[RESULTS], dict(results))
+    return paths

@@ -1,0 +1,22 @@
+"""Shared fixtures. Tests that read real datasets find them in $PHYS_DATA or ../shared/data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _deterministic_torch():
+    torch.manual_seed(0)
+    yield
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    return Path(os.environ.get("PHYS_DATA", ROOT.parent / "shared" / "data"))

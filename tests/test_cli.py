@@ -1,0 +1,90 @@
+import csv
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from phys.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+PHYS = [sys.executable, "-m", "phys.cli"]
+
+
+def run(*args, timeout=300):
+    return subprocess.run([*PHYS, *args], capture_output=True, text=True, timeout=timeout,
+                          cwd=ROOT)
+
+
+def test_help_is_fast_and_imports_no_torch():
+    code = ("import sys, time; t = time.perf_counter(); from phys.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print(time.perf_counter() - t, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT).stdout.strip().splitlines()[-1]
+    seconds, torch_loaded = out.split()
+    assert torch_loaded == "False"
+    assert float(seconds) < 0.5
+
+
+def test_help_lists_commands():
+    proc = run("--help")
+    assert proc.returncode == 0
+    assert "train" in proc.stdout and "devices" in proc.stdout
+
+
+def test_train_writes_every_file(tmp_path):
+    out = tmp_path / "run"
+    t0 = time.perf_counter()
+    proc = run("train", "--device", "cavity", "--data", "digits", "--layers", "2",
+               "--epochs", "2", "--hidden", "64", "--seed", "1", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert time.perf_counter() - t0 < 120
+    assert "test accuracy" in proc.stdout and "device queries" in proc.stdout
+    results = json.loads((out / "results.json").read_text())
+    for key in ("test_accuracy", "train_accuracy", "epochs", "seconds", "device_queries",
+                "device_samples", "config"):
+        assert key in results, key
+    assert results["epochs"] == 2 and results["config"]["seed"] == 1
+    assert 0.5 < results["test_accuracy"] <= 1.0
+    assert results["device_queries"] > 0 and results["device_samples"] > results["device_queries"]
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert float(rows[-1]["test_accuracy"]) == pytest.approx(results["test_accuracy"])
+    assert (out / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] == 2 and "model" in state and len(state["optimizers"]) == 2
+    assert not list(out.glob(".*tmp"))
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--data", "nope"], "unknown dataset 'nope'"),
+    (["--device", "nope"], "unknown device 'nope'; known devices: cavity"),
+    (["-o", "nosuch=1"], "bad options for device 'cavity'"),
+    (["-o", "coupling=1.5"], "coupling"),
+    (["--layers", "0"], "layers must be >= 1"),
+])
+def test_bad_input_is_one_line_and_nonzero(tmp_path, args, message):
+    proc = run("train", "--epochs", "1", "--no-progress", "--out", str(tmp_path / "r"), *args)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("phys: error:"), proc.stderr
+    assert message in lines[0]
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_malformed_option_is_an_argparse_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "-o", "no-equals-sign"])
+    assert exc.value.code == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
+
+
+def test_devices_lists_cavity_with_info(capsys):
+    assert main(["devices"]) == 0
+    out = capsys.readouterr().out
+    assert "cavity" in out and "n_in=" in out and "differentiable=True" in out

@@ -1,0 +1,91 @@
+import pytest
+import torch
+
+import phys
+from phys.layers import PhysicalLayer, rms_normalize
+
+
+class CountingDevice(phys.Device):
+    """Linear toy device that records what reaches it."""
+
+    def __init__(self, n_in=4, n_out=3, lo=0.0, hi=2.0):
+        super().__init__()
+        self.info = phys.DeviceInfo("toy", n_in, n_out, lo, hi, max_batch=100)
+        self.seen = []
+        self.weight = torch.arange(n_in * n_out, dtype=torch.float32).view(n_in, n_out) / 10
+
+    def _query(self, x):
+        self.seen.append(x.clone())
+        return x @ self.weight
+
+
+def test_shapes_and_trainable_parts():
+    layer = PhysicalLayer(CountingDevice(), 4, 5)
+    y = layer(torch.randn(7, 4))
+    assert y.shape == (7, 5)
+    assert (y >= 0).all()  # relu
+    names = {n for n, _ in layer.named_parameters()}
+    assert names == {"linear.weight", "linear.bias"}
+    assert {n for n, _ in layer.named_buffers()} == {"projection", "in_min", "in_max"}
+    assert layer.linear.in_features == 3 + 4  # measurement + skip
+
+
+def test_encoding_stays_in_device_range_for_extreme_inputs():
+    dev = CountingDevice(lo=0.0, hi=2.0)
+    layer = PhysicalLayer(dev, 4, 5, gain=3.0)
+    x = torch.tensor([[1e6, -1e6, 0.0, 3.0], [0.0, 0.0, 0.0, 0.0], [1e-9, 2e-9, -1e-9, 0]])
+    layer(x)
+    u = dev.seen[-1]
+    assert ((u >= 0) & (u <= 2)).all()
+    assert u.shape == (3, 4)
+
+
+def test_projection_when_widths_differ():
+    dev = CountingDevice(n_in=4)
+    layer = PhysicalLayer(dev, 10, 6)
+    assert layer.projection.shape == (10, 4)
+    assert layer(torch.randn(2, 10)).shape == (2, 6)
+    assert dev.seen[-1].shape == (2, 4)
+
+
+def test_no_gradient_reaches_the_device_but_digital_part_learns():
+    dev = CountingDevice()
+    layer = PhysicalLayer(dev, 4, 5)
+    x = torch.randn(6, 4, requires_grad=True)
+    layer(x).sum().backward()
+    assert layer.linear.weight.grad is not None
+    assert layer.linear.weight.grad[:, :3].abs().sum() > 0  # measured part has a weight gradient
+    assert dev.stats.queries == 1
+
+
+def test_abs_activation_and_bad_arguments():
+    layer = PhysicalLayer(CountingDevice(), 4, 5, activation="abs")
+    assert (layer(torch.randn(3, 4)) >= 0).all()
+    with pytest.raises(ValueError, match="activation"):
+        PhysicalLayer(CountingDevice(), 4, 5, activation="tanh")
+    with pytest.raises(ValueError, match="gain"):
+        PhysicalLayer(CountingDevice(), 4, 5, gain=0.0)
+
+
+def test_seeded_initialisation_is_reproducible_and_leaves_global_rng_alone():
+    state = torch.get_rng_state()
+    a = PhysicalLayer(CountingDevice(), 4, 5, seed=3)
+    assert torch.equal(state, torch.get_rng_state())
+    b = PhysicalLayer(CountingDevice(), 4, 5, seed=3)
+    c = PhysicalLayer(CountingDevice(), 4, 5, seed=4)
+    assert torch.equal(a.linear.weight, b.linear.weight)
+    assert not torch.equal(a.linear.weight, c.linear.weight)
+
+
+def test_rms_normalize():
+    x = torch.tensor([[3.0, 4.0], [0.0, 0.0]])
+    y = rms_normalize(x)
+    assert torch.allclose(y[0].square().mean(), torch.tensor(1.0))
+    assert torch.isfinite(y).all()
+
+
+def test_with_cavity():
+    cav = phys.open("cavity", n_in=6, n_out=8, n_scatterers=16)
+    layer = PhysicalLayer(cav, 6, 12)
+    assert layer(torch.rand(5, 6)).shape == (5, 12)
+    assert "cavity" in repr(layer)
