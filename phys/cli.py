@@ -57,7 +57,10 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--readout", choices=["goodness", "linear"], default="goodness")
     train.add_argument("--goodness", choices=["cosine", "meansquare"], default="cosine")
     train.add_argument("--loss", choices=["contrast", "threshold"], default="contrast")
-    train.add_argument("--label-scale", type=float, default=1.0)
+    train.add_argument("--label-scale", type=float, default=3.0,
+                       help="hot value of the one-hot label embedding")
+    train.add_argument("--theta", type=float, default=8.0,
+                       help="sharpness of the contrast loss")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device-option", "-o", type=_parse_option, action="append",
                        default=[], metavar="KEY=VALUE",
@@ -80,7 +83,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         measurements=args.measurements, epochs=args.epochs, batch_size=args.batch_size,
         lr=args.lr, weight_decay=args.weight_decay, negatives=args.negatives,
         readout=args.readout, goodness=args.goodness, loss=args.loss,
-        label_scale=args.label_scale, seed=args.seed, device_options=dict(args.device_option),
+        label_scale=args.label_scale, theta=args.theta, seed=args.seed,
+        device_options=dict(args.device_option),
     )
     progress = not args.no_progress
     bars: list[Any] = []  # the epoch bar starts with the first epoch, after validation

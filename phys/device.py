@@ -64,6 +64,13 @@ class DeviceInfo:
         object.__setattr__(self, "in_max", hi)
         object.__setattr__(self, "extra", MappingProxyType(dict(self.extra)))
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # the read-only view of ``extra`` does not pickle; rebuild from a plain dict
+        return type(self), tuple(
+            dict(self.extra) if f.name == "extra" else getattr(self, f.name)
+            for f in fields(self)
+        )
+
     def as_dict(self) -> dict[str, Any]:
         """Plain-dict copy (JSON-serialisable when ``extra`` is)."""
         d = {f.name: getattr(self, f.name) for f in fields(self)}

@@ -28,7 +28,7 @@ class TrainSpec:
         layers: Number of physical layers.
         hidden: Output width of every layer's digital map.
         measurements: Detector count ``n_out`` asked of each device (when it takes one).
-        epochs, batch_size, lr, negatives, readout, goodness, loss, label_scale,
+        epochs, batch_size, lr, negatives, readout, goodness, loss, label_scale, theta,
             weight_decay: see :class:`phys.train.phyll.PhyLLConfig`.
         seed: Seeds data order, negatives, initial weights and the simulated physics
             (layer ``i`` gets ``seed + i``).
@@ -48,7 +48,8 @@ class TrainSpec:
     readout: str = "goodness"
     goodness: str = "cosine"
     loss: str = "contrast"
-    label_scale: float = 1.0
+    label_scale: float = 3.0
+    theta: float = 8.0
     seed: int = 0
     device_options: dict[str, Any] = field(default_factory=dict)
 
@@ -88,7 +89,8 @@ def run(spec: TrainSpec, *, out: str | Path | None = None, progress: bool = Fals
     config = PhyLLConfig(
         epochs=spec.epochs, batch_size=spec.batch_size, lr=spec.lr,
         weight_decay=spec.weight_decay, negatives=spec.negatives, readout=spec.readout,
-        goodness=spec.goodness, loss=spec.loss, label_scale=spec.label_scale, seed=spec.seed,
+        goodness=spec.goodness, loss=spec.loss, label_scale=spec.label_scale, theta=spec.theta,
+        seed=spec.seed,
     )
     registry.load(spec.device)  # unknown device: fail before loading data
     dataset = data.load(spec.data)

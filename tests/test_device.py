@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import json
 import math
+import pickle
 import re
 
 import numpy as np
@@ -89,13 +92,18 @@ def test_info_normalises_range_to_float() -> None:
     assert type(i.in_min) is float and type(i.in_max) is float
 
 
-@pytest.mark.xfail(raises=TypeError, strict=True,
-                   reason="phys bug: asdict() deep-copies the MappingProxyType in `extra`")
 def test_info_as_dict_round_trip() -> None:
     i = info(extra={"fw": "1.2"})
     d = i.as_dict()
     assert type(d["extra"]) is dict and d["extra"] == {"fw": "1.2"}
     assert DeviceInfo(**d) == i
+    assert json.loads(json.dumps(d)) == d
+
+
+def test_info_copies_and_pickles() -> None:
+    i = info(extra={"fw": "1.2"})
+    assert copy.deepcopy(i) == i
+    assert pickle.loads(pickle.dumps(i)) == i
 
 
 # -- query: shapes and dtypes -------------------------------------------------------------

@@ -131,8 +131,6 @@ def test_broken_device_is_caught(broken: type[Good], check: str) -> None:
         check_device(broken())
 
 
-@pytest.mark.xfail(raises=ConformanceError, strict=True,
-                   reason="phys.testing bug: 'stats' expects 5 rows in one query")
 def test_good_device_with_small_max_batch_passes() -> None:
     check_device(Good(max_batch=4))
 

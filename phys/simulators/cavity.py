@@ -109,7 +109,7 @@ class Cavity(Simulator):
         dtype: torch.dtype = torch.float32,
     ) -> None:
         super().__init__()
-        _check_positive_int(n_scatterers=n_scatterers)
+        _check_positive_int(n_scatterers=n_scatterers, max_iter=max_iter)
         if not 0.0 <= coupling < 1.0:
             raise ValueError(f"coupling must be in [0, 1) so the cavity converges, got {coupling}")
         for key, value in {"drive": drive, "tol": tol}.items():
@@ -158,10 +158,8 @@ class Cavity(Simulator):
         a = randc(k, n_in) * math.sqrt(drive / (n_in * mean_u2))
         g = randc(k, k)
         g.fill_diagonal_(0)
-        if coupling > 0:
-            g = g * (coupling / torch.linalg.matrix_norm(g, ord=2))
-        else:
-            g = torch.zeros_like(g)
+        norm = torch.linalg.matrix_norm(g, ord=2)
+        g = g * (coupling / norm) if coupling > 0 and norm > 0 else torch.zeros_like(g)
         # detectors: direct path and scattered path, each contributing ~half the power
         b = randc(n_out, n_in) * math.sqrt(0.5 / (n_in * mean_u2))
         c = randc(n_out, k) * math.sqrt(0.5 / (k * drive / (1 + drive) ** 2 + 1e-12))
@@ -214,7 +212,7 @@ class Cavity(Simulator):
         )
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        u = x.to(self.dtype)
+        u = x.to(device=self._g.device, dtype=self.dtype)
         e_in = u @ self._a
         with torch.no_grad():
             s_star = self._solve(e_in.detach())

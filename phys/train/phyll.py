@@ -9,6 +9,7 @@ no model of the physics and no backpropagation through it is needed.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -26,6 +27,7 @@ GOODNESS = ("cosine", "meansquare")
 LOSSES = ("contrast", "threshold")
 NEGATIVES = ("random", "all")
 READOUTS = ("goodness", "linear")
+SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -35,17 +37,23 @@ class PhyLLConfig:
     Args:
         epochs: Passes over the training set.
         batch_size: Positive samples per step.
-        lr: Adam learning rate of every layer's optimiser.
+        lr: Adam learning rate of every layer's optimiser (the peak, with a schedule).
+        schedule: ``"constant"`` or ``"cosine"`` (anneals the learning rate from ``lr``
+            to 0 over ``epochs``; it depends on the epoch number only, so a resumed run
+            continues it).
         weight_decay: Adam weight decay.
         goodness: ``"cosine"`` (PhyLL: cos(y, xi) with a fixed random xi per layer) or
             ``"meansquare"`` (Hinton: mean(y^2)).
         loss: ``"contrast"``: softplus(-theta (g_pos - g_neg)); ``"threshold"``:
             Hinton's softplus(-(g_pos - threshold)) + softplus(g_neg - threshold).
-        theta: Sharpness of the contrast loss.
+        theta: Sharpness of the contrast loss (the PhyLL paper uses about 4; 8 is
+            better on digits).
         threshold: Goodness threshold of Hinton's loss.
         negatives: ``"random"``: one random wrong label per sample and step;
             ``"all"``: every wrong label (C - 1 negatives per sample).
         label_scale: Value of the hot entry of the one-hot label embedding.
+        readout_lr: Adam learning rate of the linear readout (a convex problem on
+            features that keep moving, so it is given a larger rate).
         readout: ``"goodness"``: predict the label with the largest goodness summed
             over layers (C queries per sample and layer); ``"linear"``: a softmax
             classifier on the layers' outputs for a neutral label (1 query).
@@ -54,20 +62,23 @@ class PhyLLConfig:
 
     epochs: int = 10
     batch_size: int = 64
-    lr: float = 3e-3
+    lr: float = 1e-3
+    schedule: str = "constant"
     weight_decay: float = 0.0
     goodness: str = "cosine"
     loss: str = "contrast"
-    theta: float = 4.0
+    theta: float = 8.0
     threshold: float = 2.0
     negatives: str = "all"
-    label_scale: float = 1.0
+    label_scale: float = 3.0
     readout: str = "goodness"
+    readout_lr: float = 1e-2
     seed: int = 0
 
     def __post_init__(self) -> None:
         for key, allowed in (("goodness", GOODNESS), ("loss", LOSSES),
-                             ("negatives", NEGATIVES), ("readout", READOUTS)):
+                             ("negatives", NEGATIVES), ("readout", READOUTS),
+                             ("schedule", SCHEDULES)):
             if getattr(self, key) not in allowed:
                 raise ValueError(f"{key} must be one of {allowed}, got {getattr(self, key)!r}")
         for key in ("epochs", "batch_size"):
@@ -209,7 +220,8 @@ class PhyLLTrainer:
             torch.optim.Adam(layer.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
             for layer in network.layers
         ]
-        self.readout_optimizer = torch.optim.Adam(network.readout.parameters(), lr=cfg.lr)
+        self.readout_optimizer = torch.optim.Adam(network.readout.parameters(),
+                                                  lr=cfg.readout_lr)
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.epoch = 0
         self.history: list[dict[str, float]] = []
@@ -287,7 +299,7 @@ class PhyLLTrainer:
         on_epoch: Callable[[dict[str, float]], None] | None = None,
         progress: bool = False,
     ) -> list[dict[str, float]]:
-        """Train for ``config.epochs`` more epochs.
+        """Train until ``config.epochs`` epochs are done (a resumed trainer continues).
 
         Args:
             x: Training features ``(N, n_features)``.
@@ -308,8 +320,9 @@ class PhyLLTrainer:
 
         cfg = self.config
         n = x.shape[0]
-        for _ in range(cfg.epochs):
+        while self.epoch < cfg.epochs:
             t0 = time.perf_counter()
+            self._set_learning_rate()
             order = torch.randperm(n, generator=self.generator)
             starts = range(0, n, cfg.batch_size)
             bar = tqdm(starts, desc=f"epoch {self.epoch + 1}", unit="batch",
@@ -336,6 +349,16 @@ class PhyLLTrainer:
             if on_epoch is not None:
                 on_epoch(row)
         return self.history
+
+    def _set_learning_rate(self) -> None:
+        cfg = self.config
+        factor = 1.0
+        if cfg.schedule == "cosine":
+            factor = 0.5 * (1 + math.cos(math.pi * self.epoch / cfg.epochs))
+        for opt, lr in [*((o, cfg.lr) for o in self.optimizers),
+                        (self.readout_optimizer, cfg.readout_lr)]:
+            for group in opt.param_groups:
+                group["lr"] = lr * factor
 
     def evaluate(self, x: torch.Tensor, labels: torch.Tensor, batch_size: int = 1024) -> float:
         """Accuracy of :meth:`PhyLLNetwork.predict` with the configured readout."""

@@ -167,8 +167,6 @@ def test_iteration_cap_raises() -> None:
         cav.query(uniform(cav, 4))
 
 
-@pytest.mark.xfail(raises=RuntimeError, strict=True,
-                   reason="phys bug: K=1 with coupling>0 scales a zero G by 1/0 -> NaN")
 def test_single_scatterer_works_or_is_rejected() -> None:
     try:
         cav = Cavity(n_in=2, n_out=2, n_scatterers=1)
