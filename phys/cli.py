@@ -74,34 +74,14 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
+    from dataclasses import fields
 
     from phys.experiment import TrainSpec, run
 
-    spec = TrainSpec(
-        device=args.device, data=args.data, layers=args.layers, hidden=args.hidden,
-        measurements=args.measurements, epochs=args.epochs, batch_size=args.batch_size,
-        lr=args.lr, weight_decay=args.weight_decay, negatives=args.negatives,
-        readout=args.readout, goodness=args.goodness, loss=args.loss,
-        label_scale=args.label_scale, theta=args.theta, seed=args.seed,
-        device_options=dict(args.device_option),
-    )
-    progress = not args.no_progress
-    bars: list[Any] = []  # the epoch bar starts with the first epoch, after validation
-
-    def on_epoch(row: dict[str, float]) -> None:
-        if not bars:
-            bars.append(tqdm(total=spec.epochs, desc="training", unit="epoch",
-                             disable=not progress))
-        bar = bars[0]
-        bar.update(1)
-        bar.set_postfix(loss=f"{row['loss']:.3f}", test=f"{row.get('test_accuracy', 0):.3f}")
-
-    try:
-        results = run(spec, out=args.out, progress=progress, on_epoch=on_epoch)
-    finally:
-        for bar in bars:
-            bar.close()
+    names = {f.name for f in fields(TrainSpec)} - {"device_options"}
+    spec = TrainSpec(**{k: v for k, v in vars(args).items() if k in names},
+                     device_options=dict(args.device_option))
+    results = run(spec, out=args.out, progress=not args.no_progress)
     lab = results.get("lab_seconds")
     print(f"train accuracy {results['train_accuracy']:.4f}  "
           f"test accuracy {results['test_accuracy']:.4f}  "

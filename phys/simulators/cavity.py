@@ -28,6 +28,9 @@ from phys.simulators.base import Simulator
 
 __all__ = ["Cavity"]
 
+#: Rows solved together; larger blocks fall out of the CPU caches.
+SOLVE_BLOCK_ROWS = 512
+
 
 @lru_cache(maxsize=1)
 def _fast_bf16() -> bool:
@@ -185,21 +188,40 @@ class Cavity(Simulator):
         return self._scatter(torch.addmm(e_in, s, self._g))
 
     def _solve(self, e_in: torch.Tensor) -> torch.Tensor:
-        """Scattered field at the fixed point, without autograd. ``e_in (b, 2K)``."""
+        """Scattered field at the fixed point, without autograd. ``e_in (b, 2K)``.
+
+        On CPUs with native bf16 products the iteration runs in three phases:
+
+        1. plain iterations with bf16 products until the field changes by < 3e-2 (bf16
+           rounding, ~4e-3, is all that is left then);
+        2. refinement: ``G s`` is computed once in float32 and then updated with bf16
+           products of the *change* ``s_new - s``, whose rounding error is ~4e-3 of a
+           change that shrinks geometrically, until the change is below ``tol``;
+        3. float32 iterations until the change is below ``tol``: the answer is always
+           verified by an exact step, as without bf16.
+        """
         s = self._scatter(e_in.clone())
         iterations = 1
         if self._g_bf16 is not None and _fast_bf16() and s.shape[0] >= 64:
-            # Early iterations in bf16: the iteration is self-correcting, so their
-            # rounding is removed by the float32 iterations that follow.
             g16 = self._g_bf16
             for _ in range(self.max_iter):
-                e = (s.to(torch.bfloat16) @ g16).float().add_(e_in)
-                s_new = self._scatter(e)
+                s_new = self._scatter((s.to(torch.bfloat16) @ g16).float().add_(e_in))
                 iterations += 1
-                if _converged(s_new, s, 3e-2):
-                    s = s_new
-                    break
+                done = _converged(s_new, s, 3e-2)
                 s = s_new
+                if done:
+                    break
+            gs = s @ self._g
+            s_new = self._scatter(gs + e_in)
+            iterations += 1
+            for _ in range(self.max_iter):
+                gs += ((s_new - s).to(torch.bfloat16) @ g16).float()
+                s = s_new
+                s_new = self._scatter(gs + e_in)
+                iterations += 1
+                if _converged(s_new, s, self.tol):
+                    break
+            s = s_new
         for _ in range(self.max_iter):
             s_new = self._step(s, e_in)
             iterations += 1
@@ -215,7 +237,14 @@ class Cavity(Simulator):
         u = x.to(device=self._g.device, dtype=self.dtype)
         e_in = u @ self._a
         with torch.no_grad():
-            s_star = self._solve(e_in.detach())
+            # blocks of rows small enough to stay in cache: about 1.5x faster than one
+            # big block on a 2-core CPU; the rows are independent anyway
+            blocks, iterations = [], []
+            for block in e_in.detach().split(SOLVE_BLOCK_ROWS):
+                blocks.append(self._solve(block))
+                iterations.append(self.last_iterations)
+            s_star = torch.cat(blocks)
+            self.last_iterations = max(iterations)
         if torch.is_grad_enabled() and u.requires_grad:
             s = _implicit_fixed_point(lambda s_: self._step(s_, e_in), s_star)
         else:

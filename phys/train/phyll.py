@@ -325,14 +325,15 @@ class PhyLLTrainer:
             self._set_learning_rate()
             order = torch.randperm(n, generator=self.generator)
             starts = range(0, n, cfg.batch_size)
-            bar = tqdm(starts, desc=f"epoch {self.epoch + 1}", unit="batch",
-                       disable=not progress, leave=False)
+            # updated by hand: a tqdm iterator closes itself before the epoch's metrics
+            bar = tqdm(total=len(starts), desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
+                       unit="batch", disable=not progress, dynamic_ncols=True)
             losses = []
-            for start in bar:
+            for start in starts:
                 idx = order[start:start + cfg.batch_size]
                 losses.append(self.train_step(x[idx], labels[idx]))
-                bar.set_postfix(loss=f"{losses[-1]:.3f}")
-            bar.close()
+                bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
+                bar.update(1)
             self.epoch += 1
             row: dict[str, float] = {
                 "epoch": self.epoch,
@@ -345,6 +346,10 @@ class PhyLLTrainer:
             usage = self.device_usage()
             row["device_queries"] = usage["device_queries"]
             row["device_samples"] = usage["device_samples"]
+            bar.set_postfix({name: f"{row[key]:.3f}" for key, name in (
+                ("loss", "loss"), ("train_accuracy", "train"), ("test_accuracy", "test"))
+                if key in row})
+            bar.close()
             self.history.append(row)
             if on_epoch is not None:
                 on_epoch(row)

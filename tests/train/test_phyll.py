@@ -123,15 +123,18 @@ def test_goodness_prediction_costs_one_query_per_class_and_linear_one():
     assert dev.stats.samples - s0 == 5
 
 
-@pytest.mark.parametrize("goodness,loss", [("cosine", "contrast"), ("meansquare", "threshold"),
-                                           ("meansquare", "contrast")])
-def test_every_goodness_and_loss_learns_a_separable_task(goodness, loss):
+@pytest.mark.parametrize("goodness,loss,lr", [
+    ("cosine", "contrast", 3e-3),
+    ("meansquare", "threshold", 1e-2),  # mean(y^2) must first grow to the threshold
+    ("meansquare", "contrast", 3e-3),
+])
+def test_every_goodness_and_loss_learns_a_separable_task(goodness, loss, lr):
     gen = torch.Generator().manual_seed(0)
     centers = torch.rand(3, 6, generator=gen)
     y = torch.randint(0, 3, (240,), generator=gen)
     x = (centers[y] + 0.05 * torch.randn(240, 6, generator=gen)).clamp(0, 1)
     net = _network(goodness=goodness, hidden=16)
-    trainer = PhyLLTrainer(net, PhyLLConfig(epochs=15, goodness=goodness, loss=loss, lr=3e-3,
+    trainer = PhyLLTrainer(net, PhyLLConfig(epochs=15, goodness=goodness, loss=loss, lr=lr,
                                             batch_size=32))
     trainer.fit(x[:200], y[:200])
     assert trainer.evaluate(x[200:], y[200:]) >= 0.9
@@ -155,11 +158,13 @@ def test_digits_reaches_stated_accuracy_quickly():
 
 
 def test_linear_readout_learns_too():
+    """The cheap readout (1 query per sample instead of 10) learns, below goodness."""
     data = load("digits")
-    net = _network(n_features=64, n_classes=10, hidden=64, layers=1)
-    trainer = PhyLLTrainer(net, PhyLLConfig(epochs=5, lr=3e-3, readout="linear"))
+    dev = phys.open("cavity", n_in=74, n_out=32, n_scatterers=32)
+    net = PhyLLNetwork([PhysicalLayer(dev, 74, 128)], 10)
+    trainer = PhyLLTrainer(net, PhyLLConfig(epochs=8, lr=3e-3, readout="linear"))
     trainer.fit(data.x_train, data.y_train)
-    assert trainer.evaluate(data.x_test, data.y_test) >= 0.85
+    assert trainer.evaluate(data.x_test, data.y_test) >= 0.8
 
 
 def test_checkpoint_round_trip_with_weights_only(tmp_path):
