@@ -39,6 +39,10 @@ def plot_curve(history: Sequence[Mapping[str, Any]], path: Path, title: str) -> 
     for key, label in (("train_accuracy", "train"), ("test_accuracy", "test")):
         if history and key in history[0]:
             ax_acc.plot(epochs, [row[key] for row in history], marker="o", ms=3, label=label)
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in (ax_acc, ax_loss):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
     ax_acc.legend()
     ax_acc.grid(alpha=0.3)

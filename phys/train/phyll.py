@@ -207,9 +207,15 @@ class PhyLLTrainer:
 
     Examples::
 
-        >>> trainer = PhyLLTrainer(network, PhyLLConfig(epochs=5))
-        >>> history = trainer.fit(x_train, y_train, x_test, y_test)
-        >>> trainer.evaluate(x_test, y_test)
+        >>> import phys
+        >>> from phys.data import load
+        >>> data = load("digits")
+        >>> cavity = phys.open("cavity", n_in=74, n_out=32)
+        >>> network = PhyLLNetwork([phys.PhysicalLayer(cavity, 74, 64)], n_classes=10)
+        >>> trainer = PhyLLTrainer(network, PhyLLConfig(epochs=2))
+        >>> history = trainer.fit(data.x_train, data.y_train, data.x_test, data.y_test)
+        >>> trainer.evaluate(data.x_test, data.y_test) > 0.5
+        True
     """
 
     def __init__(self, network: PhyLLNetwork, config: PhyLLConfig | None = None) -> None:
