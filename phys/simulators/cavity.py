@@ -118,8 +118,10 @@ class Cavity(Simulator):
         for key, value in {"drive": drive, "tol": tol}.items():
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{key} must be a positive number, got {value}")
-        if not (math.isfinite(noise) and noise >= 0):
-            raise ValueError(f"noise must be >= 0, got {noise}")
+        for key, value in {"noise": noise, "sample_seconds": sample_seconds,
+                           "sample_joules": sample_joules}.items():
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{key} must be a number >= 0, got {value}")
         if dtype not in (torch.float32, torch.float64):
             raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
         lo, hi = (float(v) for v in in_range)

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from phys.device import Device
 from phys.layers import PhysicalLayer
 
 __all__ = ["PhyLLConfig", "PhyLLNetwork", "PhyLLTrainer", "wrong_labels"]
@@ -233,9 +234,9 @@ class PhyLLTrainer:
         self.history: list[dict[str, float]] = []
 
     # -- bookkeeping ------------------------------------------------------------------
-    def devices(self) -> list:
+    def devices(self) -> list[Device]:
         """The distinct devices of the network's layers."""
-        seen: dict[int, Any] = {}
+        seen: dict[int, Device] = {}
         for layer in self.network.layers:
             seen.setdefault(id(layer.device), layer.device)
         return list(seen.values())
