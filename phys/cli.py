@@ -26,6 +26,52 @@ def _parse_option(text: str) -> tuple[str, Any]:
     return key, parsed
 
 
+def _add_training_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="cavity", help="registered device name (default: cavity)")
+    p.add_argument("--data", default="digits", help="dataset name (default: digits)")
+    p.add_argument("--layers", type=int, default=2, help="physical layers (default: 2)")
+    p.add_argument("--hidden", type=int, default=256, help="width of each layer's output")
+    p.add_argument("--measurements", type=int, default=64,
+                   help="detectors n_out per device, when the device takes it")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--schedule", choices=["constant", "cosine"], default="constant")
+    p.add_argument("--negatives", choices=["all", "random"], default="all",
+                   help="phyll: every wrong label per sample, or one random wrong label")
+    p.add_argument("--readout", choices=["goodness", "linear"], default="goodness")
+    p.add_argument("--goodness", choices=["cosine", "meansquare"], default="cosine")
+    p.add_argument("--loss", choices=["contrast", "threshold"], default="contrast")
+    p.add_argument("--label-scale", type=float, default=3.0,
+                   help="phyll: hot value of the one-hot label embedding")
+    p.add_argument("--theta", type=float, default=8.0,
+                   help="phyll: sharpness of the contrast loss")
+    p.add_argument("--twin", choices=["surrogate", "simulator"], default="surrogate",
+                   help="pat: a network fitted to device queries, or the simulator with "
+                        "--twin-option overrides")
+    p.add_argument("--twin-samples", type=int, default=8192,
+                   help="pat: device queries used to fit a surrogate twin")
+    p.add_argument("--twin-option", "-t", type=_parse_option, action="append", default=[],
+                   metavar="KEY=VALUE", help="pat: simulator twin option, e.g. -t drive=5")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device-option", "-o", type=_parse_option, action="append",
+                   default=[], metavar="KEY=VALUE",
+                   help="extra device option, e.g. -o n_scatterers=128 -o noise=0.01")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+
+
+def _spec(args: argparse.Namespace, **overrides: Any) -> Any:
+    from dataclasses import fields
+
+    from phys.experiment import TrainSpec
+
+    names = {f.name for f in fields(TrainSpec)} - {"device_options", "twin_options"}
+    values = {k: v for k, v in vars(args).items() if k in names}
+    return TrainSpec(**{**values, **overrides}, device_options=dict(args.device_option),
+                     twin_options=dict(args.twin_option))
+
+
 def _build_parser() -> argparse.ArgumentParser:
     from phys import __version__
 
@@ -37,36 +83,29 @@ def _build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     train = sub.add_parser(
-        "train", help="train a physical network with PhyLL (model-free forward-forward)",
-        description="Train a physical network with physical local learning (PhyLL) and "
-                    "write results.json, metrics.csv, curve.png and checkpoint.pt to --out.",
+        "train", help="train a physical network (PhyLL, backprop or physics-aware)",
+        description="Train a physical network and write results.json, metrics.csv, "
+                    "curve.png and checkpoint.pt to --out.",
     )
-    train.add_argument("--device", default="cavity",
-                       help="registered device name (default: cavity)")
-    train.add_argument("--data", default="digits", help="dataset name (default: digits)")
-    train.add_argument("--layers", type=int, default=2, help="physical layers (default: 2)")
-    train.add_argument("--hidden", type=int, default=256, help="width of each layer's output")
-    train.add_argument("--measurements", type=int, default=64,
-                       help="detectors n_out per device, when the device takes it")
-    train.add_argument("--epochs", type=int, default=20)
-    train.add_argument("--batch-size", type=int, default=64)
-    train.add_argument("--lr", type=float, default=1e-3)
-    train.add_argument("--weight-decay", type=float, default=0.0)
-    train.add_argument("--negatives", choices=["all", "random"], default="all",
-                       help="every wrong label per sample, or one random wrong label")
-    train.add_argument("--readout", choices=["goodness", "linear"], default="goodness")
-    train.add_argument("--goodness", choices=["cosine", "meansquare"], default="cosine")
-    train.add_argument("--loss", choices=["contrast", "threshold"], default="contrast")
-    train.add_argument("--label-scale", type=float, default=3.0,
-                       help="hot value of the one-hot label embedding")
-    train.add_argument("--theta", type=float, default=8.0,
-                       help="sharpness of the contrast loss")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--device-option", "-o", type=_parse_option, action="append",
-                       default=[], metavar="KEY=VALUE",
-                       help="extra device option, e.g. -o n_scatterers=128 -o noise=0.01")
+    _add_training_options(train)
+    train.add_argument("--trainer", choices=["phyll", "backprop", "pat"], default="phyll",
+                       help="phyll: model-free (default); backprop: in silico through the "
+                            "simulator; pat: device forward, digital-twin backward")
+    train.add_argument("--flops", dest="count_flops", action="store_true",
+                       help="measure the digital FLOPs of training (slower)")
     train.add_argument("--out", default="runs/train", help="run directory (default: runs/train)")
-    train.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+
+    compare = sub.add_parser(
+        "compare", help="run several trainers on one device and dataset, tabulate and plot",
+        description="Train each trainer with the same options; write compare.md (a table) "
+                    "and compare.png (test accuracy against device queries and against "
+                    "digital FLOPs), and each run's files under --out/TRAINER.",
+    )
+    _add_training_options(compare)
+    compare.add_argument("--trainers", nargs="+", choices=["phyll", "backprop", "pat"],
+                         default=["phyll", "backprop", "pat"])
+    compare.add_argument("--out", default="runs/compare",
+                         help="output directory (default: runs/compare)")
 
     devices = sub.add_parser("devices", help="list the registered devices and their info")
     devices.add_argument("--names", action="store_true", help="print names only")
@@ -74,13 +113,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from dataclasses import fields
+    from phys.experiment import run
 
-    from phys.experiment import TrainSpec, run
-
-    names = {f.name for f in fields(TrainSpec)} - {"device_options"}
-    spec = TrainSpec(**{k: v for k, v in vars(args).items() if k in names},
-                     device_options=dict(args.device_option))
+    spec = _spec(args)
     results = run(spec, out=args.out, progress=not args.no_progress)
     lab = results.get("lab_seconds")
     print(f"train accuracy {results['train_accuracy']:.4f}  "
@@ -88,7 +123,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
           f"({results['epochs']} epochs, {results['seconds']:.1f} s)")
     print(f"device queries {results['device_queries']}  samples {results['device_samples']}"
           + (f"  estimated lab time {lab:.0f} s" if lab is not None else ""))
+    if results.get("digital_flops") is not None:
+        print(f"digital FLOPs of training {results['digital_flops']:.3g}")
     print(f"wrote {args.out}/results.json, metrics.csv, curve.png, checkpoint.pt")
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from phys.compare import compare
+
+    table = compare(_spec(args, count_flops=True), args.trainers, args.out,
+                    progress=not args.no_progress)
+    print(table, end="")
+    print(f"wrote {args.out}/compare.md, compare.png and a run directory per trainer")
     return 0
 
 
@@ -118,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    handlers = {"train": _cmd_train, "devices": _cmd_devices}
+    handlers = {"train": _cmd_train, "compare": _cmd_compare, "devices": _cmd_devices}
     try:
         return handlers[args.command](args)
     except (ValueError, CLIError, FileNotFoundError, RuntimeError) as err:

@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 
+from phys.flops import physical
+
 __all__ = ["Device", "DeviceInfo", "DeviceStats", "validate_batch"]
 
 
@@ -231,7 +233,7 @@ class Device(ABC):
             return torch.empty(0, self.info.n_out, dtype=torch.float32, device=out_device)
         step = self.info.max_batch
         parts = []
-        with self._lock, torch.no_grad():
+        with self._lock, torch.no_grad(), physical():
             for start in range(0, n, step):
                 chunk = batch[start:start + step]
                 t0 = time.perf_counter()

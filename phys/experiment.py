@@ -1,6 +1,7 @@
-"""Assemble and run a PhyLL experiment: dataset, one device per layer, network, trainer.
+"""Assemble and run an experiment: dataset, one device per layer, network, trainer.
 
-This is what ``phys train`` runs; it is also the shortest way to do the same from Python.
+This is what ``phys train`` and ``phys compare`` run; it is also the shortest way to do
+the same from Python.
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ from typing import Any
 from phys import registry
 from phys.device import Device
 
-__all__ = ["TrainSpec", "open_layer_device", "run"]
+__all__ = ["TRAINERS", "TWINS", "TrainSpec", "open_layer_device", "run"]
+
+TRAINERS = ("phyll", "backprop", "pat")
+TWINS = ("surrogate", "simulator")
 
 
 @dataclass
@@ -23,18 +27,26 @@ class TrainSpec:
     """Everything ``phys train`` needs; stored as ``config`` in ``results.json``.
 
     Args:
+        trainer: ``"phyll"`` (model-free), ``"backprop"`` (in silico, through the
+            simulator) or ``"pat"`` (physics-aware: device forward, twin backward).
         device: Registered device name, one device opened per layer.
         data: Dataset name (see :func:`phys.data.names`).
         layers: Number of physical layers.
         hidden: Output width of every layer's digital map.
         measurements: Detector count ``n_out`` asked of each device (when it takes one).
-        epochs, batch_size, lr, negatives, readout, goodness, loss, label_scale, theta,
-            weight_decay: see :class:`phys.train.phyll.PhyLLConfig`.
+        epochs, batch_size, lr, weight_decay, schedule: training options.
+        negatives, readout, goodness, loss, label_scale, theta: PhyLL options, see
+            :class:`phys.train.phyll.PhyLLConfig`.
+        twin: PAT's digital twin: ``"surrogate"`` (a network fitted to ``twin_samples``
+            device queries) or ``"simulator"`` (the device's simulator opened with
+            ``twin_options`` on top of ``device_options``: a sim-to-real gap).
+        count_flops: Measure digital FLOPs of training.
         seed: Seeds data order, negatives, initial weights and the simulated physics
             (layer ``i`` gets ``seed + i``).
         device_options: Extra keyword options for :func:`phys.open`.
     """
 
+    trainer: str = "phyll"
     device: str = "cavity"
     data: str = "digits"
     layers: int = 2
@@ -44,19 +56,29 @@ class TrainSpec:
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.0
+    schedule: str = "constant"
     negatives: str = "all"
     readout: str = "goodness"
     goodness: str = "cosine"
     loss: str = "contrast"
     label_scale: float = 3.0
     theta: float = 8.0
+    twin: str = "surrogate"
+    twin_samples: int = 8192
+    twin_options: dict[str, Any] = field(default_factory=dict)
+    count_flops: bool = False
     seed: int = 0
     device_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for key in ("layers", "hidden", "measurements", "epochs", "batch_size"):
+        for key in ("layers", "hidden", "measurements", "epochs", "batch_size", "twin_samples"):
             if int(getattr(self, key)) < 1:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.trainer not in TRAINERS:
+            raise ValueError(f"unknown trainer {self.trainer!r}; choose one of "
+                             f"{', '.join(TRAINERS)}")
+        if self.twin not in TWINS:
+            raise ValueError(f"unknown twin {self.twin!r}; choose one of {', '.join(TWINS)}")
 
 
 def open_layer_device(name: str, n_in: int, n_out: int, seed: int,
@@ -71,59 +93,120 @@ def open_layer_device(name: str, n_in: int, n_out: int, seed: int,
     return registry.open(name, **{**chosen, **options})
 
 
+def _open_devices(spec: TrainSpec, first_width: int, opened: list[Device]) -> list[Any]:
+    """One :class:`~phys.PhysicalLayer` per layer; devices are appended to ``opened``."""
+    from phys.layers import PhysicalLayer
+
+    layers, width = [], first_width
+    for i in range(spec.layers):
+        dev = open_layer_device(spec.device, width, spec.measurements, spec.seed + i,
+                                spec.device_options)
+        opened.append(dev)
+        layers.append(PhysicalLayer(dev, width, spec.hidden, seed=spec.seed + i))
+        width = spec.hidden
+    return layers
+
+
+def _twins(spec: TrainSpec, layers: list[Any], opened: list[Device]) -> tuple[list[Any], list]:
+    """PAT's twins, one per layer, and a note per twin for the results."""
+    from phys.train.twin import SurrogateTwin
+
+    twins, notes = [], []
+    for i, layer in enumerate(layers):
+        dev = layer.device
+        if spec.twin == "simulator":
+            twin = open_layer_device(spec.device, dev.info.n_in, dev.info.n_out, spec.seed + i,
+                                     {**spec.device_options, **spec.twin_options})
+            opened.append(twin)
+            if not twin.info.differentiable or not hasattr(twin, "simulate"):
+                raise ValueError(
+                    f"--twin simulator needs a differentiable simulator, but {spec.device!r} "
+                    f"is not one; use --twin surrogate"
+                )
+            notes.append({"kind": "simulator", "options": dict(spec.twin_options)})
+        else:
+            twin = SurrogateTwin(dev.info, seed=spec.seed + i)
+            report = twin.fit(dev, n_samples=spec.twin_samples)
+            notes.append({"kind": "surrogate", **report})
+        twins.append(twin)
+    return twins, notes
+
+
+def build(spec: TrainSpec, n_features: int, n_classes: int,
+          opened: list[Device]) -> tuple[Any, dict[str, Any]]:
+    """The trainer ``spec`` asks for, and extra facts for the results.
+
+    Devices (and simulator twins) are appended to ``opened`` as they open, so the caller
+    can close them whatever happens.
+    """
+    from phys.train.base import TrainConfig
+
+    common = {"epochs": spec.epochs, "batch_size": spec.batch_size, "lr": spec.lr,
+              "weight_decay": spec.weight_decay, "schedule": spec.schedule,
+              "count_flops": spec.count_flops, "seed": spec.seed}
+    if spec.trainer == "phyll":
+        from phys.train.phyll import PhyLLConfig, PhyLLNetwork, PhyLLTrainer
+
+        config = PhyLLConfig(**common, negatives=spec.negatives, readout=spec.readout,
+                             goodness=spec.goodness, loss=spec.loss,
+                             label_scale=spec.label_scale, theta=spec.theta)
+        layers = _open_devices(spec, n_features + n_classes, opened)
+        network = PhyLLNetwork(layers, n_classes, label_scale=spec.label_scale,
+                               goodness=spec.goodness, seed=spec.seed)
+        return PhyLLTrainer(network, config), {}
+
+    from phys.train.network import PhysicalClassifier
+
+    layers = _open_devices(spec, n_features, opened)
+    network = PhysicalClassifier(layers, n_classes, seed=spec.seed)
+    if spec.trainer == "backprop":
+        from phys.train.backprop import BackpropTrainer
+
+        return BackpropTrainer(network, TrainConfig(**common)), {}
+    from phys.train.pat import PATTrainer
+
+    twins, notes = _twins(spec, layers, opened)
+    return PATTrainer(network, twins, TrainConfig(**common)), {"twins": notes}
+
+
 def run(spec: TrainSpec, *, out: str | Path | None = None, progress: bool = False,
         on_epoch: Callable[[dict[str, float]], None] | None = None) -> dict[str, Any]:
-    """Train PhyLL as ``spec`` says; write the run's files to ``out`` when given.
+    """Train as ``spec`` says; write the run's files to ``out`` when given.
 
     Returns:
         The results dict written to ``results.json``.
 
     Raises:
-        ValueError: unknown dataset or device, or bad options - before any query.
+        ValueError: unknown dataset, device or trainer, bad options, or a trainer that
+            needs gradients the device cannot give - before any query.
     """
     from phys import data
-    from phys.layers import PhysicalLayer
     from phys.report import write_run
-    from phys.train.phyll import PhyLLConfig, PhyLLNetwork, PhyLLTrainer
 
-    config = PhyLLConfig(
-        epochs=spec.epochs, batch_size=spec.batch_size, lr=spec.lr,
-        weight_decay=spec.weight_decay, negatives=spec.negatives, readout=spec.readout,
-        goodness=spec.goodness, loss=spec.loss, label_scale=spec.label_scale, theta=spec.theta,
-        seed=spec.seed,
-    )
     registry.load(spec.device)  # unknown device: fail before loading data
     dataset = data.load(spec.data)
-    devices: list[Device] = []
+    opened: list[Device] = []
     try:
-        layers, width = [], dataset.n_features + dataset.n_classes
-        for i in range(spec.layers):
-            dev = open_layer_device(spec.device, width, spec.measurements, spec.seed + i,
-                                    spec.device_options)
-            devices.append(dev)
-            layers.append(PhysicalLayer(dev, width, spec.hidden, seed=spec.seed + i))
-            width = spec.hidden
-        network = PhyLLNetwork(layers, dataset.n_classes, label_scale=spec.label_scale,
-                               goodness=spec.goodness, seed=spec.seed)
-        trainer = PhyLLTrainer(network, config)
+        trainer, extra = build(spec, dataset.n_features, dataset.n_classes, opened)
         t0 = time.perf_counter()
         history = trainer.fit(dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test,
                               progress=progress, on_epoch=on_epoch)
         seconds = time.perf_counter() - t0
-        usage = trainer.device_usage()
         results = {
+            "trainer": spec.trainer,
             "test_accuracy": history[-1]["test_accuracy"],
             "train_accuracy": history[-1]["train_accuracy"],
             "epochs": trainer.epoch,
             "seconds": seconds,
-            **usage,
-            "device_info": [d.info.as_dict() for d in devices],
-            "config": {k: v for k, v in vars(spec).items()},
+            **trainer.device_usage(),
+            **extra,
+            "device_info": [layer.device.info.as_dict() for layer in trainer.network.layers],
+            "config": dict(vars(spec)),
         }
         if out is not None:
-            title = f"PhyLL on {spec.device} / {spec.data}"
+            title = f"{spec.trainer} on {spec.device} / {spec.data}"
             write_run(out, results, history, trainer.state_dict(), title=title)
         return results
     finally:
-        for dev in devices:
+        for dev in opened:
             dev.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -106,8 +107,14 @@ class PhysicalLayer(nn.Module):
         features = torch.cat([rms_normalize(measured), rms_normalize(x)], dim=-1)
         return _ACTIVATIONS[self.activation](self.linear(features))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.digital(self.measure(x), x)
+    def forward(self, x: torch.Tensor,
+                physics: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        """``physics`` replaces the measurement for baselines that need gradients through
+        it: a map from device inputs ``(B, n_in)`` (with autograd) to ``(B, n_out)``, e.g.
+        ``layer.device.simulate``. ``None`` queries the device without gradient."""
+        if physics is None:
+            return self.digital(self.measure(x), x)
+        return self.digital(physics(self.encode(x)), x)
 
     def extra_repr(self) -> str:
         return (f"device={self.device.info.name!r}, in_features={self.in_features}, "

@@ -17,6 +17,16 @@ def _deterministic_torch():
     yield
 
 
+def _shared_data() -> Path:
+    return Path(os.environ.get("PHYS_DATA", ROOT.parent / "shared" / "data"))
+
+
 @pytest.fixture
 def shared_data() -> Path:
-    return Path(os.environ.get("PHYS_DATA", ROOT.parent / "shared" / "data"))
+    return _shared_data()
+
+
+@pytest.fixture(scope="session")
+def shared_data_session() -> Path:
+    """``shared_data`` for module- and session-scoped fixtures (read-only: never write there)."""
+    return _shared_data()

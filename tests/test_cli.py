@@ -56,7 +56,7 @@ def test_train_writes_every_file(tmp_path):
     assert float(rows[-1]["test_accuracy"]) == pytest.approx(results["test_accuracy"])
     assert (out / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     state = torch.load(out / "checkpoint.pt", weights_only=True)
-    assert state["epoch"] == 2 and "model" in state and len(state["optimizers"]) == 2
+    assert state["epoch"] == 2 and "model" in state and len(state["optimizers"]) == 3
     assert not list(out.glob(".*tmp"))
 
 

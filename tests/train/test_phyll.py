@@ -104,9 +104,9 @@ def test_only_digital_weights_change_and_inputs_are_detached_between_layers():
         assert torch.equal(v, buffers[k]), k
     for before, layer in zip(w0, net.layers, strict=True):
         assert not torch.equal(before, layer.linear.weight)
-    assert len(trainer.optimizers) == 2
+    assert len(trainer.layer_optimizers) == 2
     # each optimiser owns exactly its layer's parameters
-    for opt, layer in zip(trainer.optimizers, net.layers, strict=True):
+    for opt, layer in zip(trainer.layer_optimizers, net.layers, strict=True):
         owned = {id(p) for g in opt.param_groups for p in g["params"]}
         assert owned == {id(p) for p in layer.parameters()}
 
