@@ -45,6 +45,9 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
+    # Fits on the train features, returns (scaled train, scaled test).
+    Scaler = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
 __all__ = [
     "VOWELS",
     "VOWELS_7",
@@ -100,9 +103,7 @@ def _digits(test_fraction: float = 0.2, seed: int = 0) -> Dataset:
 
 
 def _split_dataset(name: str, x: np.ndarray, y: np.ndarray, n_classes: int,
-                   test_fraction: float, seed: int,
-                   scale: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
-                   | None = None) -> Dataset:
+                   test_fraction: float, seed: int, scale: Scaler | None = None) -> Dataset:
     """Seeded stratified train/test split; ``scale`` (fitted on train) is applied after it."""
     import torch
     from sklearn.model_selection import train_test_split
@@ -112,14 +113,9 @@ def _split_dataset(name: str, x: np.ndarray, y: np.ndarray, n_classes: int,
     )
     if scale is not None:
         x_tr, x_te = scale(x_tr, x_te)
-
-    def to_x(a):  # noqa: ANN001, ANN202
-        return torch.as_tensor(a, dtype=torch.float32)
-
-    def to_y(a):  # noqa: ANN001, ANN202
-        return torch.as_tensor(a, dtype=torch.int64)
-
-    return Dataset(name, to_x(x_tr), to_y(y_tr), to_x(x_te), to_y(y_te), n_classes=n_classes)
+    x_tr, x_te = (torch.as_tensor(a, dtype=torch.float32) for a in (x_tr, x_te))
+    y_tr, y_te = (torch.as_tensor(a, dtype=torch.int64) for a in (y_tr, y_te))
+    return Dataset(name, x_tr, y_tr, x_te, y_te, n_classes=n_classes)
 
 
 # --- IDX files: MNIST and Fashion-MNIST ------------------------------------------------------
@@ -357,8 +353,7 @@ def _read_vowdata(path: Path) -> tuple[list[str], np.ndarray]:
     return tokens, np.array(rows, dtype=np.int64)
 
 
-def _scaler(scale: str | None) -> Callable[[np.ndarray, np.ndarray],
-                                           tuple[np.ndarray, np.ndarray]] | None:
+def _scaler(scale: str | None) -> Scaler | None:
     if scale is None:
         return None
     if scale == "minmax":
@@ -439,14 +434,16 @@ def load_vowel_audio(*, classes: int = 12, talkers: str = "mw", rate: int = _WAV
     import numpy as np
     import torch
 
-    from phys._hillenbrand_wav_sha256 import WAV_SHA256
+    from phys.checksums import read
+
+    wav_sha256 = read("hillenbrand_wav.sha256")
 
     codes = _vowel_codes(classes)
     _check_talkers(talkers, "mw")
     if rate <= 0 or (length is not None and length <= 0):
         raise ValueError(f"rate and length must be positive, got {rate!r} and {length!r}")
-    names = sorted(n for n in WAV_SHA256 if n[0] in talkers and n[3:5] in codes)
-    files = [RemoteFile(f"wav/{n}", WAV_SHA256[n], (_WAVETORCH + n,)) for n in names]
+    names = sorted(n for n in wav_sha256 if n[0] in talkers and n[3:5] in codes)
+    files = [RemoteFile(f"wav/{n}", wav_sha256[n], (_WAVETORCH + n,)) for n in names]
     paths = ensure_all(files, _folder(_VOWEL_DATASET, root),
                        archives=[_WAV_ARCHIVES[t] for t in "mw" if t in talkers])
     signals = [_read_wav(p, rate) for p in paths]

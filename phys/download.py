@@ -124,18 +124,7 @@ def ensure(file: RemoteFile, folder: str | os.PathLike[str]) -> Path:
         DownloadError: no URL could be read.
     """
     target = Path(folder) / file.path
-    if _is_intact(target, file.sha256):
-        return target
-    failures: list[DownloadError] = []
-    for url in file.urls:
-        try:
-            _download_verified(url, target, file.sha256)
-        except DownloadError as exc:
-            log.info("%s", exc)
-            failures.append(exc)
-        else:
-            return target
-    raise _give_up(file, Path(folder), failures)
+    return target if _is_intact(target, file.sha256) else _fetch(file, Path(folder))
 
 
 def ensure_all(
@@ -154,14 +143,40 @@ def ensure_all(
     """
     folder = Path(folder)
     missing = [f for f in files if not _is_intact(folder / f.path, f.sha256)]
+    problems: list[str] = []  # why archives did not provide what they hold
     for archive in archives:
         wanted = {f.name: f for f in missing if fnmatch(f.name, archive.members)}
         if wanted:
-            done = _extract_from_archive(archive, wanted, folder)
+            done = _extract_from_archive(archive, wanted, folder, problems)
             missing = [f for f in missing if f.name not in done]
     for file in _progress_over(missing, folder.name):
-        ensure(file, folder)
+        try:
+            _fetch(file, folder)
+        except DownloadError as exc:
+            if not problems:
+                raise
+            tried = "\n".join(f"  - {p}" for p in problems)
+            raise type(exc)(
+                f"{exc}\nThe archives that hold it could not be used either:\n{tried}\n"
+                f"An archive downloaded by hand can also be unpacked into "
+                f"{(folder / file.path).parent}."
+            ) from exc
     return [folder / f.path for f in files]
+
+
+def _fetch(file: RemoteFile, folder: Path) -> Path:
+    """Download ``file`` from the first of its URLs that gives the pinned bytes."""
+    target = folder / file.path
+    failures: list[DownloadError] = []
+    for url in file.urls:
+        try:
+            _download_verified(url, target, file.sha256)
+        except DownloadError as exc:
+            log.info("%s", exc)
+            failures.append(exc)
+        else:
+            return target
+    raise _give_up(file, folder, failures)
 
 
 def _is_intact(path: Path, sha256: str) -> bool:
@@ -223,38 +238,42 @@ def _give_up(file: RemoteFile, folder: Path, failures: list[DownloadError]) -> D
     )
 
 
-def _extract_from_archive(
-    archive: RemoteArchive, wanted: dict[str, RemoteFile], folder: Path
-) -> set[str]:
-    """Extract the wanted members that pass their checksum; return their base names."""
+def _extract_from_archive(archive: RemoteArchive, wanted: dict[str, RemoteFile],
+                          folder: Path, problems: list[str]) -> set[str]:
+    """Install the wanted members that have their pinned checksum; return their base names.
+
+    Each source of the archive is tried until one is a readable zip; what went wrong is
+    appended to ``problems``.
+    """
     with tempfile.TemporaryDirectory(prefix="phys-") as tmp:
         zip_path = Path(tmp) / "archive.zip"
         for url in archive.urls:
             try:
                 _download(url, zip_path, label=PurePosixPath(url).name)
                 with zipfile.ZipFile(zip_path) as zf:
-                    return _extract_members(zf, wanted, folder, url)
-            except (DownloadError, zipfile.BadZipFile) as exc:
-                log.info("archive %s unusable (%s); trying the next source", url, exc)
+                    return _extract_members(zf, wanted, folder, url, problems)
+            except DownloadError as exc:
+                problems.append(str(exc))
+            except zipfile.BadZipFile as exc:
+                problems.append(f"{url}: {exc}")
     return set()
 
 
-def _extract_members(
-    zf: zipfile.ZipFile, wanted: dict[str, RemoteFile], folder: Path, url: str
-) -> set[str]:
+def _extract_members(zf: zipfile.ZipFile, wanted: dict[str, RemoteFile], folder: Path,
+                     url: str, problems: list[str]) -> set[str]:
     done: set[str] = set()
     for info in zf.infolist():
         file = wanted.get(PurePosixPath(info.filename).name)
         if file is None or info.is_dir() or file.name in done:
             continue
-        data = zf.read(info)
-        actual = hashlib.sha256(data).hexdigest()
+        content = zf.read(info)
+        actual = hashlib.sha256(content).hexdigest()
         if actual == file.sha256:
-            write_bytes(folder / file.path, data)
+            write_bytes(folder / file.path, content)
             done.add(file.name)
         else:
-            log.warning("%s in %s has sha256 %s, expected %s; not used",
-                        info.filename, url, actual, file.sha256)
+            problems.append(f"{url}: {info.filename} has sha256 {actual}, "
+                            f"expected {file.sha256}; not used")
     return done
 
 

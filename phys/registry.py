@@ -23,6 +23,8 @@ ENTRY_POINT_GROUP = "phys.devices"
 #: Devices that ship with physnn: name -> "module:attribute".
 BUILTIN: dict[str, str] = {
     "cavity": "phys.simulators.cavity:Cavity",
+    "optics": "phys.simulators.optics:Optics",
+    "oscillators": "phys.simulators.oscillators:Oscillators",
 }
 
 

@@ -7,7 +7,7 @@ import torch
 from scipy.io import wavfile
 
 from phys import data
-from phys._hillenbrand_wav_sha256 import WAV_SHA256
+from phys.checksums import read
 from phys.download import sha256sum
 
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -92,14 +92,16 @@ def test_pinned_checksums_are_the_shared_sha256sums(shared_data_session):
     vowels = _sha256sums(shared_data_session / "vowels_hillenbrand" / "SHA256SUMS")
     assert vowels[data._VOWDATA.path] == data._VOWDATA.sha256
     wavs = {k.removeprefix("wav/"): v for k, v in vowels.items() if k.startswith("wav/")}
-    assert wavs == WAV_SHA256 and len(WAV_SHA256) == 1116
+    pinned = read("hillenbrand_wav.sha256")
+    assert wavs == pinned and len(pinned) == 1116
 
 
 def test_shared_files_have_the_pinned_checksums(shared_data_session):
     pinned = {f"{name}/{file}": sha for name, files in data._IDX_SHA256.items()
               for file, sha in files.items()}
     pinned[f"vowels_hillenbrand/{data._VOWDATA.path}"] = data._VOWDATA.sha256
-    pinned.update({f"vowels_hillenbrand/wav/{n}": sha for n, sha in WAV_SHA256.items()})
+    wav = read("hillenbrand_wav.sha256")
+    pinned.update({f"vowels_hillenbrand/wav/{n}": sha for n, sha in wav.items()})
     bad = [p for p, sha in pinned.items() if sha256sum(shared_data_session / p) != sha]
     assert bad == []
 

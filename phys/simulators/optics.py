@@ -21,8 +21,10 @@ where the unobservable global phase ``exp(i 2 pi z / lambda)`` is dropped, evane
 components (``fx^2 + fy^2 > 1/lambda^2``) are cut (they decay within a wavelength or so)
 and, with ``band_limit=True``, frequencies whose transfer-function chirp the grid
 under-samples are cut too (Matsushima and Shimobaba, *Opt. Express* 17:19662, 2009).
-The simulation window is periodic: ``pad`` should exceed the lateral walk-off
-``distance * lambda / (2 pitch) / pitch`` (pixels) of the steepest rays.
+The simulation window is periodic: the steepest rays the pixels resolve walk off
+sideways by ``z lambda / (2 pitch^2)`` pixels over a distance ``z``, and light that walks
+off by more than ``2 pad`` pixels in all re-enters the camera from the other side (the
+defaults walk off at most 2 x 12 pixels with ``pad=16``).
 
 The nonlinear layer then acts pixel by pixel on the field ``E`` with intensity
 ``I = |E|^2``:
@@ -39,10 +41,10 @@ After a second propagation over ``distances[1]`` a camera behind the central ``H
 region records the intensity; the ``n_out`` outputs are the mean intensities over an
 ``n_out``-block tiling of that region (one detector region per block).
 
-Units: lengths in metres. Intensities are in units of a reference intensity ``I_ref``:
-the saturation intensity of the absorber, or for SHG the intensity at which the
-(normalised) conversion gives ``I_SH = I^2 / I_ref = I``. The outputs are intensities
-in units of ``I_ref`` (``I_ref^2``-scaled for SHG, i.e. ``I_SH / I_ref``).
+Units: lengths in metres. Intensities (illumination and outputs) are in units of a
+reference intensity ``I_ref``: the absorber's saturation intensity, and for SHG the pump
+intensity at which the normalised undepleted-pump conversion ``I_SH = I^2 / I_ref``
+would reach 100 %. Fields are in units of ``sqrt(I_ref)``.
 """
 
 from __future__ import annotations
@@ -96,7 +98,12 @@ def transfer_function(
         >>> h.shape, h.dtype, bool((h.abs() - 1).abs().max() < 1e-6)
         (torch.Size([64, 64]), torch.complex64, True)
     """
-    m, n = shape
+    m, n = _check_grid(shape, "shape")
+    _check_number(">0", pitch=pitch, wavelength=wavelength)
+    if not math.isfinite(distance):
+        raise ValueError(f"distance must be a finite number of metres, got {distance!r}")
+    if dtype not in _COMPLEX.values():
+        raise ValueError(f"dtype must be torch.complex64 or torch.complex128, got {dtype}")
     fx = torch.fft.fftfreq(m, d=pitch, dtype=torch.float64)[:, None]
     fy = torch.fft.fftfreq(n, d=pitch, dtype=torch.float64)[None, :]
     f2 = fx.square() + fy.square()
@@ -115,6 +122,10 @@ def transfer_function(
 
 def propagate(field: torch.Tensor, transfer: torch.Tensor) -> torch.Tensor:
     """Propagate a complex field with a transfer function from :func:`transfer_function`.
+
+    Args:
+        field: Complex field sampled on the grid the transfer function was made for.
+        transfer: ``H_z`` from :func:`transfer_function`.
 
     Shape:
         - field: ``(..., M, N)`` complex.
@@ -135,8 +146,9 @@ def _block_index(shape: tuple[int, int], n_blocks: int, what: str) -> torch.Tens
     """Pixel -> block map tiling ``shape`` with ``n_blocks`` near-square blocks.
 
     ``n_blocks`` is factored as ``rows x cols`` with the squarest blocks; block ``k`` is
-    row ``k // cols``, column ``k % cols``, row-major. Block edges fall at
-    ``floor(i * rows / H)`` so blocks differ in size by at most one pixel per axis.
+    row ``k // cols``, column ``k % cols``, row-major. Pixel row ``i`` lies in block row
+    ``floor(i * rows / H)`` (columns alike), so block sizes differ by at most one pixel
+    per axis.
 
     Args:
         shape: ``(H, W)`` pixels.
@@ -252,7 +264,10 @@ class Optics(Simulator):
         if nonlinearity not in _NONLINEARITIES:
             raise ValueError(f"nonlinearity must be one of {_NONLINEARITIES}, "
                              f"got {nonlinearity!r}")
-        distances = tuple(distances)
+        try:
+            distances = tuple(distances)
+        except TypeError:
+            raise ValueError(f"distances must be (z1, z2) in metres, got {distances!r}") from None
         if len(distances) != 2:
             raise ValueError(f"distances must be (z1, z2) in metres, got {distances!r}")
         _check_number(">0", pitch=pitch, wavelength=wavelength, distance_1=distances[0],
@@ -331,8 +346,11 @@ class Optics(Simulator):
 
     # -- physics ----------------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Field just after the SLM and diffuser, zero-padded: ``(b, n_in)`` ->
-        ``(b, H + 2 pad, W + 2 pad)`` complex, in units of ``sqrt(I_ref)``."""
+        """Field just after the SLM and the diffuser, zero outside the aperture.
+
+        Shape: ``x (b, n_in)`` validated inputs -> ``(b, H + 2 pad, W + 2 pad)`` complex,
+        in units of ``sqrt(I_ref)``.
+        """
         lo, hi = self.info.in_min, self.info.in_max
         s = (x - lo) / (hi - lo)
         if self.encoding == "phase":
@@ -343,7 +361,7 @@ class Optics(Simulator):
         return block[:, self._pixel_block] * self._carrier
 
     def nonlinear(self, field: torch.Tensor) -> torch.Tensor:
-        """The nonlinear layer, pixel by pixel (see the module docstring)."""
+        """The nonlinear layer, pixel by pixel (see the module docstring); keeps the shape."""
         if self.nonlinearity == "saturable":
             re_im = torch.view_as_real(field)
             i = re_im.square().sum(-1, keepdim=True)
@@ -353,7 +371,11 @@ class Optics(Simulator):
         return field
 
     def detect(self, field: torch.Tensor) -> torch.Tensor:
-        """Mean intensity per detector region of the camera field: ``(b, n_out)``."""
+        """Mean intensity per detector region.
+
+        Shape: ``field (b, H + 2 pad, W + 2 pad)`` complex at the camera plane ->
+        ``(b, n_out)`` in units of ``I_ref``; light outside the central ``H x W`` is lost.
+        """
         intensity = torch.view_as_real(field).square().sum(-1)
         return intensity.flatten(1) @ self._detector
 
@@ -372,14 +394,14 @@ class Optics(Simulator):
         return seconds, seconds * self.laser_power
 
 
-def _check_grid(grid: tuple[int, int]) -> tuple[int, int]:
+def _check_grid(grid: tuple[int, int], key: str = "grid") -> tuple[int, int]:
     try:
         h, w = grid
     except (TypeError, ValueError):
-        raise ValueError(f"grid must be (H, W) pixels, got {grid!r}") from None
+        raise ValueError(f"{key} must be (H, W) pixels, got {grid!r}") from None
     for value in (h, w):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"grid must be (H, W) positive ints, got {grid!r}")
+            raise ValueError(f"{key} must be (H, W) positive ints, got {grid!r}")
     return h, w
 
 

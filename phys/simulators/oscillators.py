@@ -194,18 +194,18 @@ class Oscillators(Simulator):
         scale = coupling / float(norm) if coupling > 0 and norm > 0 else 0.0
         d = torch.randn(n, n_in, generator=gen, dtype=f64) * (drive / math.sqrt(n_in))
         readout = torch.randperm(n, generator=gen)[:n_out].sort().values
-        dt = self.dtype
+        rdt = self.dtype
         #: Natural angular frequencies ``omega_i`` ``(N,)``, units of ``omega_0``.
-        self.omega = omega.to(dt)
+        self.omega = omega.to(rdt)
         #: Symmetric coupling ``K`` ``(N, N)``, units of ``omega_0^2``.
-        self.coupling_matrix = (k * scale).to(dt)
+        self.coupling_matrix = (k * scale).to(rdt)
         #: Drive matrix ``D`` ``(N, n_in)``: force amplitudes ``F = D u``.
-        self.drive_matrix = d.to(dt).contiguous()
+        self.drive_matrix = d.to(rdt).contiguous()
         #: Indices of the readout oscillators ``(n_out,)``.
         self.readout = readout
         # stiffness S = diag(omega^2) + L (symmetric, positive definite)
         self._stiffness64 = torch.diag(omega.square()) + laplacian * scale
-        self._stiffness = self._stiffness64.to(dt).contiguous()
+        self._stiffness = self._stiffness64.to(rdt).contiguous()
         self._drive_t = self.drive_matrix.T.contiguous()  # (n_in, N)
         self._noise_gen = torch.Generator().manual_seed(seed + 1)
 
