@@ -7,7 +7,7 @@ recording downloaded or extracted from an archive is checked against it before u
 
 from __future__ import annotations
 
-from functools import cache, lru_cache
+from functools import cache
 from importlib.resources import files
 
 __all__ = ["read"]
