@@ -28,7 +28,10 @@ def _parse_option(text: str) -> tuple[str, Any]:
 
 def _add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cavity", help="registered device name (default: cavity)")
-    p.add_argument("--data", default="digits", help="dataset name (default: digits)")
+    p.add_argument("--data", default="digits",
+                   help="dataset: digits (default, bundled), mnist, fashion_mnist, vowels")
+    p.add_argument("--data-option", "-d", type=_parse_option, action="append", default=[],
+                   metavar="KEY=VALUE", help="dataset option, e.g. -d classes=7 for vowels")
     p.add_argument("--layers", type=int, default=2, help="physical layers (default: 2)")
     p.add_argument("--hidden", type=int, default=256, help="width of each layer's output")
     p.add_argument("--measurements", type=int, default=64,
@@ -66,10 +69,11 @@ def _spec(args: argparse.Namespace, **overrides: Any) -> Any:
 
     from phys.experiment import TrainSpec
 
-    names = {f.name for f in fields(TrainSpec)} - {"device_options", "twin_options"}
+    options = {"device_options": args.device_option, "twin_options": args.twin_option,
+               "data_options": args.data_option}
+    names = {f.name for f in fields(TrainSpec)} - set(options)
     values = {k: v for k, v in vars(args).items() if k in names}
-    return TrainSpec(**{**values, **overrides}, device_options=dict(args.device_option),
-                     twin_options=dict(args.twin_option))
+    return TrainSpec(**{**values, **overrides}, **{k: dict(v) for k, v in options.items()})
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -168,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {"train": _cmd_train, "compare": _cmd_compare, "devices": _cmd_devices}
     try:
         return handlers[args.command](args)
-    except (ValueError, CLIError, FileNotFoundError, RuntimeError) as err:
+    except (ValueError, TypeError, CLIError, FileNotFoundError, RuntimeError) as err:
         print(f"phys: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -44,6 +44,8 @@ class TrainSpec:
         seed: Seeds data order, negatives, initial weights and the simulated physics
             (layer ``i`` gets ``seed + i``).
         device_options: Extra keyword options for :func:`phys.open`.
+        data_options: Extra keyword options for :func:`phys.data.load`, e.g.
+            ``{"classes": 7}`` for the 7-vowel task.
     """
 
     trainer: str = "phyll"
@@ -69,6 +71,7 @@ class TrainSpec:
     count_flops: bool = False
     seed: int = 0
     device_options: dict[str, Any] = field(default_factory=dict)
+    data_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for key in ("layers", "hidden", "measurements", "epochs", "batch_size", "twin_samples"):
@@ -184,7 +187,7 @@ def run(spec: TrainSpec, *, out: str | Path | None = None, progress: bool = Fals
     from phys.report import write_run
 
     registry.load(spec.device)  # unknown device: fail before loading data
-    dataset = data.load(spec.data)
+    dataset = data.load(spec.data, **spec.data_options)
     opened: list[Device] = []
     try:
         trainer, extra = build(spec, dataset.n_features, dataset.n_classes, opened)

@@ -88,3 +88,44 @@ def test_devices_lists_cavity_with_info(capsys):
     assert main(["devices"]) == 0
     out = capsys.readouterr().out
     assert "cavity" in out and "n_in=" in out and "differentiable=True" in out
+
+
+@pytest.mark.parametrize("trainer,extra", [("backprop", []),
+                                           ("pat", ["--twin", "simulator", "-t", "drive=5.0"]),
+                                           ("pat", ["--twin-samples", "1024"])])
+def test_train_with_each_baseline(tmp_path, trainer, extra):
+    out = tmp_path / "run"
+    proc = run("train", "--trainer", trainer, "--epochs", "2", "--hidden", "32", "--layers", "1",
+               "--flops", "--no-progress", "--out", str(out), *extra)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((out / "results.json").read_text())
+    assert results["trainer"] == trainer and results["test_accuracy"] > 0.5
+    assert results["digital_flops"] > 0
+    if trainer == "backprop":
+        assert results["device_samples"] == 0
+    else:
+        assert results["device_samples"] > 0 and results["twins"][0]["kind"] in extra[1:2] + [
+            "surrogate"]
+
+
+def test_compare_writes_table_and_plot(tmp_path):
+    out = tmp_path / "cmp"
+    proc = run("compare", "--epochs", "1", "--hidden", "32", "--layers", "1",
+               "--twin-samples", "512", "--no-progress", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    table = (out / "compare.md").read_text()
+    for name in ("phyll", "backprop", "pat"):
+        assert f"| {name} |" in table
+        assert (out / name / "results.json").exists()
+    assert "digital FLOPs" in table
+    assert (out / "compare.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--trainer", "pat", "--twin", "simulator", "-t", "coupling=2.0"], "coupling"),
+    (["--data", "digits", "-d", "classes=7"], "classes"),
+])
+def test_baseline_and_data_option_errors_are_one_line(tmp_path, args, message):
+    proc = run("train", "--epochs", "1", "--no-progress", "--out", str(tmp_path / "r"), *args)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and message in proc.stderr

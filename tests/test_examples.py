@@ -13,3 +13,17 @@ def test_train_cavity_digits_example_runs():
     assert proc.returncode == 0, proc.stderr
     accuracy = float(proc.stdout.split("test accuracy")[1].split(",")[0])
     assert accuracy > 0.8
+
+
+def test_drift_tracking_example_runs(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "drift_tracking.py"), "--warmup", "2",
+         "--epochs", "2", "--rate", "1.0", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    final = proc.stdout.strip().splitlines()[-1]
+    online = float(final.split("online ")[1].split(",")[0])
+    frozen = float(final.split("frozen ")[1].split(";")[0])
+    assert online > frozen  # the drift hurts the frozen network more
+    assert (tmp_path / "drift.png").exists()
