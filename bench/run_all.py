@@ -10,7 +10,7 @@ HERE = Path(__file__).resolve().parent
 
 if __name__ == "__main__":
     for script in sorted(HERE.glob("*.py")):
-        if script.name == Path(__file__).name:
+        if script.name == Path(__file__).name or script.name.startswith("_"):
             continue
         print(f"== {script.name}", flush=True)
         subprocess.run([sys.executable, str(script)], check=True)

@@ -1,0 +1,51 @@
+"""Accuracy of PhyLL on simulated physical layers, against the targets of the physics issue.
+
+Targets: MNIST >= 0.98, Fashion-MNIST >= 0.90, vowels (7 classes, formants) >= 0.96.
+Each task runs `phys train` with the settings below (state them with the result) and
+prints test accuracy, epochs, wall time and the ratio to the target. Long: minutes per
+task on 2 cores. Never asserts.
+
+    .venv/bin/python bench/accuracy.py [--tasks vowels7 mnist fashion_mnist]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from _common import machine, use_shared_data
+
+TASKS = {
+    "vowels7": ({"data": "vowels", "data_options": {"classes": 7}, "epochs": 100,
+                 "batch_size": 16}, 0.96),
+    "mnist": ({"data": "mnist", "epochs": 10, "hidden": 512, "negatives": "random",
+               "batch_size": 128, "measurements": 128}, 0.98),
+    "fashion_mnist": ({"data": "fashion_mnist", "epochs": 10, "hidden": 512,
+                       "negatives": "random", "batch_size": 128, "measurements": 128}, 0.90),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", nargs="+", choices=sorted(TASKS), default=list(TASKS))
+    parser.add_argument("--device", default="cavity")
+    parser.add_argument("--progress", action="store_true")
+    args = parser.parse_args()
+    use_shared_data()
+    from phys.experiment import TrainSpec, run
+
+    print(machine())
+    for name in args.tasks:
+        settings, target = TASKS[name]
+        spec = TrainSpec(device=args.device, **settings)
+        t0 = time.perf_counter()
+        results = run(spec, progress=args.progress)
+        print(f"{name}: test accuracy {results['test_accuracy']:.4f} "
+              f"(train {results['train_accuracy']:.4f}), {results['epochs']} epochs, "
+              f"{time.perf_counter() - t0:.0f} s, device samples {results['device_samples']:,}; "
+              f"ratio to target {target}: {results['test_accuracy'] / target:.3f}  "
+              f"settings {settings} on {args.device}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""Digital FLOPs of PhyLL against physics-aware training at equal accuracy.
+
+Target (physics issue): PhyLL <= 1/3 of PAT's digital FLOPs to reach the same test
+accuracy, on MNIST with one device. Runs `phys compare` (phyll and pat), then finds, for
+the highest accuracy both reach, the training FLOPs each needed (first epoch at or above
+it) and prints the ratio. Never asserts.
+
+    .venv/bin/python bench/compare_flops.py [--data mnist] [--epochs 5] [--out runs/bench]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from _common import machine, use_shared_data
+
+
+def flops_to_reach(history: list[dict], accuracy: float) -> float | None:
+    for row in history:
+        if row["test_accuracy"] >= accuracy:
+            return row["digital_flops"]
+    return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="mnist")
+    parser.add_argument("--device", default="cavity")
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--out", default="runs/bench_compare")
+    args = parser.parse_args()
+    use_shared_data()
+    from phys.compare import compare
+    from phys.experiment import TrainSpec
+
+    print(machine())
+    spec = TrainSpec(device=args.device, data=args.data, epochs=args.epochs,
+                     hidden=args.hidden, negatives="random", batch_size=128)
+    print(compare(spec, ["phyll", "pat"], args.out), end="")
+    histories = {}
+    for name in ("phyll", "pat"):
+        lines = (Path(args.out) / name / "metrics.csv").read_text().splitlines()
+        keys = lines[0].split(",")
+        histories[name] = [dict(zip(keys, map(float, line.split(",")), strict=True))
+                           for line in lines[1:]]
+    level = min(max(r["test_accuracy"] for r in h) for h in histories.values())
+    need = {name: flops_to_reach(h, level) for name, h in histories.items()}
+    print(json.dumps({"accuracy_level": level, "flops": need}))
+    if all(need.values()):
+        print(f"PhyLL / PAT digital FLOPs at test accuracy {level:.4f}: "
+              f"{need['phyll'] / need['pat']:.3f} (target <= 0.333)")
+
+
+if __name__ == "__main__":
+    main()
