@@ -24,6 +24,7 @@ from functools import lru_cache
 import torch
 
 from phys.device import DeviceInfo
+from phys.simulators._checks import check_int
 from phys.simulators.base import Simulator
 
 __all__ = ["Cavity"]
@@ -112,7 +113,7 @@ class Cavity(Simulator):
         dtype: torch.dtype = torch.float32,
     ) -> None:
         super().__init__()
-        _check_positive_int(n_scatterers=n_scatterers, max_iter=max_iter)
+        check_int(1, n_scatterers=n_scatterers, max_iter=max_iter)
         if not 0.0 <= coupling < 1.0:
             raise ValueError(f"coupling must be in [0, 1) so the cavity converges, got {coupling}")
         for key, value in {"drive": drive, "tol": tol}.items():
@@ -293,9 +294,3 @@ def _implicit_fixed_point(step: Callable[[torch.Tensor], torch.Tensor], s_star: 
     if s.requires_grad:
         s.register_hook(adjoint)
     return s
-
-
-def _check_positive_int(**values: int) -> None:
-    for key, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{key} must be a positive int, got {value!r}")

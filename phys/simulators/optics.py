@@ -56,6 +56,7 @@ import torch
 import torch.nn.functional as F
 
 from phys.device import DeviceInfo
+from phys.simulators._checks import check_number
 from phys.simulators.base import Simulator
 
 __all__ = ["Optics", "propagate", "transfer_function"]
@@ -99,7 +100,7 @@ def transfer_function(
         (torch.Size([64, 64]), torch.complex64, True)
     """
     m, n = _check_grid(shape, "shape")
-    _check_number(">0", pitch=pitch, wavelength=wavelength)
+    check_number(">0", pitch=pitch, wavelength=wavelength)
     if not math.isfinite(distance):
         raise ValueError(f"distance must be a finite number of metres, got {distance!r}")
     if dtype not in _COMPLEX.values():
@@ -270,10 +271,10 @@ class Optics(Simulator):
             raise ValueError(f"distances must be (z1, z2) in metres, got {distances!r}") from None
         if len(distances) != 2:
             raise ValueError(f"distances must be (z1, z2) in metres, got {distances!r}")
-        _check_number(">0", pitch=pitch, wavelength=wavelength, distance_1=distances[0],
+        check_number(">0", pitch=pitch, wavelength=wavelength, distance_1=distances[0],
                       distance_2=distances[1], intensity=intensity, phase_range=phase_range,
                       frame_rate=frame_rate)
-        _check_number(">=0", optical_depth=optical_depth, diffuser=diffuser, noise=noise,
+        check_number(">=0", optical_depth=optical_depth, diffuser=diffuser, noise=noise,
                       laser_power=laser_power)
         if dtype not in _COMPLEX:
             raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
@@ -403,13 +404,3 @@ def _check_grid(grid: tuple[int, int], key: str = "grid") -> tuple[int, int]:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{key} must be (H, W) positive ints, got {grid!r}")
     return h, w
-
-
-def _check_number(rule: str, **values: float) -> None:
-    """``rule`` is ``">0"`` or ``">=0"``; NaN and Inf are refused."""
-    for key, value in values.items():
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) \
-            and math.isfinite(value) and (value > 0 if rule == ">0" else value >= 0)
-        if not ok:
-            word = "a positive number" if rule == ">0" else "a number >= 0"
-            raise ValueError(f"{key} must be {word}, got {value!r}")

@@ -39,6 +39,7 @@ import math
 import torch
 
 from phys.device import DeviceInfo
+from phys.simulators._checks import check_int, check_number
 from phys.simulators.base import Simulator
 
 __all__ = ["Oscillators"]
@@ -122,11 +123,11 @@ class Oscillators(Simulator):
         dtype: torch.dtype = torch.float32,
     ) -> None:
         super().__init__()
-        _check_positive_int(n_oscillators=n_oscillators, periods=periods,
+        check_int(1, n_oscillators=n_oscillators, periods=periods,
                             readout_periods=readout_periods, steps_per_period=steps_per_period)
-        _check_number(">0", drive_frequency=drive_frequency, damping=damping, drive=drive,
+        check_number(">0", drive_frequency=drive_frequency, damping=damping, drive=drive,
                       frequency_hz=frequency_hz)
-        _check_number(">=0", beta=beta, coupling=coupling, noise=noise)
+        check_number(">=0", beta=beta, coupling=coupling, noise=noise)
         lo_w, hi_w = (float(w) for w in omega_range)
         if not (math.isfinite(lo_w) and math.isfinite(hi_w) and 0 < lo_w <= hi_w):
             raise ValueError(f"omega_range must be (low, high) with 0 < low <= high, "
@@ -304,19 +305,3 @@ def _safe_norm(z: torch.Tensor) -> torch.Tensor:
     positive = sq > 0
     return torch.where(positive, torch.where(positive, sq, torch.ones_like(sq)).sqrt(),
                        torch.zeros_like(sq))
-
-
-def _check_positive_int(**values: int) -> None:
-    for key, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{key} must be a positive int, got {value!r}")
-
-
-def _check_number(rule: str, **values: float) -> None:
-    """``rule`` is ``">0"`` or ``">=0"``; NaN and Inf are refused."""
-    for key, value in values.items():
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) \
-            and math.isfinite(value) and (value > 0 if rule == ">0" else value >= 0)
-        if not ok:
-            word = "a positive number" if rule == ">0" else "a number >= 0"
-            raise ValueError(f"{key} must be {word}, got {value!r}")
