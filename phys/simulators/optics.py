@@ -146,10 +146,11 @@ def propagate(field: torch.Tensor, transfer: torch.Tensor) -> torch.Tensor:
 def _block_index(shape: tuple[int, int], n_blocks: int, what: str) -> torch.Tensor:
     """Pixel -> block map tiling ``shape`` with ``n_blocks`` near-square blocks.
 
-    ``n_blocks`` is factored as ``rows x cols`` with the squarest blocks; block ``k`` is
-    row ``k // cols``, column ``k % cols``, row-major. Pixel row ``i`` lies in block row
-    ``floor(i * rows / H)`` (columns alike), so block sizes differ by at most one pixel
-    per axis.
+    The grid is cut into ``rows x cols >= n_blocks`` cells with cells as square as the
+    grid allows; cell ``k`` (row ``k // cols``, column ``k % cols``, row-major) is block
+    ``k``, and the cells past the last block get the index ``n_blocks`` (unused). Pixel
+    row ``i`` lies in cell row ``floor(i * rows / H)`` (columns alike), so cell sizes
+    differ by at most one pixel per axis.
 
     Args:
         shape: ``(H, W)`` pixels.
@@ -157,24 +158,31 @@ def _block_index(shape: tuple[int, int], n_blocks: int, what: str) -> torch.Tens
         what: Names the blocks in the error message (e.g. ``"n_out=16 detector regions"``).
 
     Returns:
-        ``(H, W)`` int64 tensor of block indices in ``0 .. n_blocks - 1``.
+        ``(H, W)`` int64 tensor of block indices in ``0 .. n_blocks`` (``n_blocks``: unused).
 
     Raises:
-        ValueError: the grid has fewer pixels than blocks along an axis.
+        ValueError: the grid has fewer pixels than blocks.
     """
     h, w = shape
-    pairs = [(r, n_blocks // r) for r in range(1, n_blocks + 1) if n_blocks % r == 0]
-    fits = [(r, c) for r, c in pairs if r <= h and c <= w]
-    if not fits:
-        r, c = min(pairs, key=lambda p: max(p[0] / h, p[1] / w))
-        raise ValueError(
-            f"grid {shape} is too small for {what}: the smallest layout is {r} x {c} "
-            f"blocks of at least one pixel; use a grid of at least ({r}, {c}) pixels"
-        )
-    rows, cols = min(fits, key=lambda p: abs(math.log((h / p[0]) / (w / p[1]))))
+    if h * w < n_blocks:
+        side = math.ceil(math.sqrt(n_blocks))
+        raise ValueError(f"grid {shape} is too small for {what}: it needs at least "
+                         f"{n_blocks} pixels, e.g. a grid of ({side}, {side})")
+    rows = min(h, max(1, round(math.sqrt(n_blocks * h / w))))
+    cols = math.ceil(n_blocks / rows)
+    if cols > w:
+        cols = w
+        rows = math.ceil(n_blocks / cols)
     row = torch.arange(h) * rows // h
     col = torch.arange(w) * cols // w
-    return row[:, None] * cols + col[None, :]
+    index = row[:, None] * cols + col[None, :]
+    return index.clamp_max(n_blocks)
+
+
+def default_grid(n_in: int, n_out: int, minimum: int = 32) -> tuple[int, int]:
+    """A square grid with at least one pixel per input block and per detector region."""
+    side = max(minimum, math.ceil(math.sqrt(max(n_in, n_out))))
+    return side, side
 
 
 class Optics(Simulator):
@@ -183,7 +191,8 @@ class Optics(Simulator):
     Args:
         n_in: Number of SLM input blocks (input vector length).
         n_out: Number of camera detector regions (output vector length).
-        grid: ``(H, W)`` SLM and camera pixels.
+        grid: ``(H, W)`` SLM and camera pixels; by default square, 32 or enough for one
+            pixel per input block and per detector region (:func:`default_grid`).
         encoding: ``"phase"`` (phase SLM) or ``"amplitude"`` (amplitude SLM).
         nonlinearity: ``"saturable"`` (saturable absorber), ``"shg"`` (second-harmonic
             generation) or ``"none"``.
@@ -235,7 +244,7 @@ class Optics(Simulator):
         self,
         n_in: int = 16,
         n_out: int = 16,
-        grid: tuple[int, int] = (32, 32),
+        grid: tuple[int, int] | None = None,
         *,
         encoding: Encoding = "phase",
         nonlinearity: Nonlinearity = "saturable",
@@ -257,6 +266,8 @@ class Optics(Simulator):
         dtype: torch.dtype = torch.float32,
     ) -> None:
         super().__init__()
+        if grid is None and isinstance(n_in, int) and isinstance(n_out, int):
+            grid = default_grid(n_in, n_out)
         grid = _check_grid(grid)
         if isinstance(pad, bool) or not isinstance(pad, int) or pad < 0:
             raise ValueError(f"pad must be an int >= 0, got {pad!r}")
@@ -338,7 +349,7 @@ class Optics(Simulator):
                                               band_limit=band_limit, dtype=self.cdtype)
         # detector averaging over the whole window (M*N, n_out): column k averages the
         # pixels of region k; pixels outside the camera have weight 0
-        one_hot = F.one_hot(detector, self.info.n_out).to(self.dtype)
+        one_hot = F.one_hot(detector, self.info.n_out + 1)[:, :-1].to(self.dtype)
         #: Pixels per detector region ``(n_out,)``.
         self.region_pixels = one_hot.sum(0).to(torch.int64)
         average = (one_hot / one_hot.sum(0)).view(h, w, -1).permute(2, 0, 1)

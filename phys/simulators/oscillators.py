@@ -58,7 +58,8 @@ class Oscillators(Simulator):
     Args:
         n_in: Number of drive inputs (input vector length).
         n_out: Number of readout oscillators (output vector length), ``<= n_oscillators``.
-        n_oscillators: ``N``, number of coupled oscillators (plate modes).
+        n_oscillators: ``N``, number of coupled oscillators (plate modes); by default
+            ``max(32, n_out)``.
         omega_range: ``(low, high)`` range of the natural angular frequencies
             ``omega_i``, in units of ``omega_0``.
         drive_frequency: ``Omega``, angular frequency of the drive, in units of ``omega_0``.
@@ -104,7 +105,7 @@ class Oscillators(Simulator):
         self,
         n_in: int = 16,
         n_out: int = 16,
-        n_oscillators: int = 32,
+        n_oscillators: int | None = None,
         *,
         omega_range: tuple[float, float] = (0.7, 1.3),
         drive_frequency: float = 1.0,
@@ -123,6 +124,8 @@ class Oscillators(Simulator):
         dtype: torch.dtype = torch.float32,
     ) -> None:
         super().__init__()
+        if n_oscillators is None and isinstance(n_out, int):
+            n_oscillators = max(32, n_out)
         check_int(1, n_oscillators=n_oscillators, periods=periods,
                             readout_periods=readout_periods, steps_per_period=steps_per_period)
         check_number(">0", drive_frequency=drive_frequency, damping=damping, drive=drive,

@@ -259,8 +259,17 @@ def test_vjp_matches_autograd_of_simulate() -> None:
 def test_grid_too_small_names_the_fix() -> None:
     with pytest.raises(ValueError, match=r"too small for n_out=16 detector regions.*\(4, 4\)"):
         Optics(n_in=4, n_out=16, grid=(3, 3))
-    with pytest.raises(ValueError, match=r"too small for n_in=5 SLM input blocks.*\(1, 5\)"):
-        Optics(n_in=5, n_out=1, grid=(4, 4))
+    with pytest.raises(ValueError, match=r"too small for n_in=20 SLM input blocks.*\(5, 5\)"):
+        Optics(n_in=20, n_out=1, grid=(4, 4))
+
+
+@pytest.mark.parametrize("n_in", [5, 37, 74, 794])
+def test_any_block_count_fits_a_grid_with_enough_pixels(n_in: int) -> None:
+    optics = Optics(n_in=n_in, n_out=10)  # prime and awkward counts included
+    blocks = optics._input_index
+    assert set(blocks.unique().tolist()) <= set(range(n_in + 1))
+    assert set(range(n_in)) <= set(blocks.unique().tolist())  # every input has pixels
+    assert int((optics.region_pixels > 0).sum()) == 10
 
 
 @pytest.mark.parametrize("bad", [
