@@ -16,8 +16,9 @@ import time
 from _common import machine, use_shared_data
 
 TASKS = {
-    "vowels7": ({"data": "vowels", "data_options": {"classes": 7}, "epochs": 100,
-                 "batch_size": 16}, 0.96),
+    # women only, as the 7-vowel task of the physics-aware training papers
+    "vowels7": ({"data": "vowels", "data_options": {"classes": 7, "talkers": "w"},
+                 "epochs": 100, "batch_size": 16}, 0.96),
     "mnist": ({"data": "mnist", "epochs": 10, "hidden": 512, "negatives": "random",
                "batch_size": 128, "measurements": 128}, 0.98),
     "fashion_mnist": ({"data": "fashion_mnist", "epochs": 10, "hidden": 512,
