@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import os
-
-# Threads spin-wait for work by default, which stalls torch when the two cores are
-# shared with other processes; passive waiting costs nothing on an idle machine.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from pathlib import Path
 
 import pytest

@@ -190,7 +190,8 @@ def test_vjp_matches_autograd_of_simulate() -> None:
 # -- construction and bookkeeping ------------------------------------------------------------
 
 @pytest.mark.parametrize("bad", [
-    {"n_oscillators": 0}, {"n_oscillators": 2.5}, {"n_out": 40, "n_oscillators": 32}, {"periods": 0},
+    {"n_oscillators": 0}, {"n_oscillators": 2.5}, {"n_out": 40, "n_oscillators": 32},
+    {"periods": 0},
     {"readout_periods": 13}, {"steps_per_period": 4}, {"omega_range": (0.0, 1.0)},
     {"omega_range": (1.2, 1.0)}, {"damping": 0.0}, {"beta": -1.0}, {"coupling": -0.1},
     {"drive": 0.0}, {"drive_frequency": float("nan")}, {"noise": -0.01},
