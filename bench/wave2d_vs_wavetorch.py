@@ -155,22 +155,29 @@ def main(argv: list[str] | None = None) -> None:
               "(pip install wavetorch==0.2.1 --no-deps)")
     x = 0.5 * torch.randn(BATCH, STEPS, generator=torch.Generator().manual_seed(0)).clamp(-1, 1)
 
-    print(f"{'':26s}{'forward':>12s}{'fwd+bwd':>12s}   samples/s")
-    for label, c_nl in (("nonlinear", 0.1), ("linear", 0.0)):
+    configs = (("nonlinear", 0.1), ("linear", 0.0))
+    ours = {}
+    for label, c_nl in configs:
         dev = Wave2D(n_out=N_PROBES, input_mode="waveform", grid=GRID, n_steps=STEPS, h=H,
                      dt=DT, c0=C0, c1=C1, c_nl=c_nl, pml=PML, pml_sigma=SIGMA,
                      pml_order=ORDER, max_batch=BATCH)
-        ours = measure(dev.simulate, x, args.repeats)
-        print(f"{f'Wave2D ({label})':26s}{BATCH / ours[0]:12.1f}{BATCH / ours[1]:12.1f}")
-        if wt is None:
-            continue
-        theirs = measure(wavetorch_model(wt, c_nl), x, args.repeats)
-        print(f"{f'wavetorch ({label})':26s}{BATCH / theirs[0]:12.1f}"
-              f"{BATCH / theirs[1]:12.1f}")
-        print(f"{f'ratio ({label})':26s}{theirs[0] / ours[0]:11.1f}x{theirs[1] / ours[1]:11.1f}x"
-              f"   targets {TARGET_FORWARD:g}x / {TARGET_BACKWARD:g}x")
+        ours[label] = measure(dev.simulate, x, args.repeats)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak resident memory {rss:.0f} MiB")
+    print(f"peak resident memory after Wave2D: {rss:.0f} MiB")
+    theirs = {label: measure(wavetorch_model(wt, c_nl), x, args.repeats)
+              for label, c_nl in configs} if wt is not None else {}
+
+    print(f"{'samples/s':26s}{'forward':>12s}{'fwd+bwd':>12s}")
+    for label, _ in configs:
+        print(f"{f'Wave2D ({label})':26s}{BATCH / ours[label][0]:12.1f}"
+              f"{BATCH / ours[label][1]:12.1f}")
+        if label not in theirs:
+            continue
+        fwd, bwd = (theirs[label][i] / ours[label][i] for i in (0, 1))
+        print(f"{f'wavetorch ({label})':26s}{BATCH / theirs[label][0]:12.1f}"
+              f"{BATCH / theirs[label][1]:12.1f}")
+        print(f"{f'ratio ({label})':26s}{fwd:11.1f}x{bwd:11.1f}x   targets "
+              f"{TARGET_FORWARD:g}x / {TARGET_BACKWARD:g}x")
 
 
 if __name__ == "__main__":
