@@ -25,6 +25,7 @@ BUILTIN: dict[str, str] = {
     "cavity": "phys.simulators.cavity:Cavity",
     "optics": "phys.simulators.optics:Optics",
     "oscillators": "phys.simulators.oscillators:Oscillators",
+    "wave2d": "phys.simulators.wave2d:Wave2D",
 }
 
 

@@ -1,0 +1,24 @@
+import pytest
+import torch
+
+from phys import registry
+from phys.experiment import TrainSpec, open_layer_device
+from phys.layers import PhysicalLayer
+
+
+@pytest.mark.parametrize("name", sorted(registry.available()))
+def test_every_registered_device_opens_at_a_layer_size(name):
+    """phys train opens each device with n_in = features + classes of digits (74)."""
+    with open_layer_device(name, 74, 16, seed=3, options={}) as dev:
+        assert (dev.info.n_in, dev.info.n_out) == (74, 16)
+        layer = PhysicalLayer(dev, 74, 8)
+        assert layer(torch.rand(3, 74)).shape == (3, 8)
+
+
+def test_spec_validation():
+    with pytest.raises(ValueError, match="unknown trainer 'sgd'"):
+        TrainSpec(trainer="sgd")
+    with pytest.raises(ValueError, match="unknown twin"):
+        TrainSpec(twin="oracle")
+    with pytest.raises(ValueError, match="epochs must be >= 1"):
+        TrainSpec(epochs=0)
