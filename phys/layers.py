@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
 from phys.device import Device
 
-__all__ = ["PhysicalLayer", "rms_normalize"]
+__all__ = ["PhysicalLayer", "check_chain", "rms_normalize", "seeded_linear"]
 
 _ACTIVATIONS = {"relu": torch.relu, "abs": torch.abs}
 
@@ -18,6 +18,29 @@ _ACTIVATIONS = {"relu": torch.relu, "abs": torch.abs}
 def rms_normalize(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """Divide each row by its root-mean-square. Shape ``(B, n) -> (B, n)``."""
     return x / x.square().mean(dim=-1, keepdim=True).add(eps).sqrt()
+
+
+def seeded_linear(in_features: int, out_features: int, generator: torch.Generator) -> nn.Linear:
+    """``nn.Linear`` with its default initialisation drawn from ``generator`` (the global
+    RNG is left alone)."""
+    linear = nn.utils.skip_init(nn.Linear, in_features, out_features)
+    bound = 1 / math.sqrt(in_features)
+    with torch.no_grad():
+        linear.weight.uniform_(-bound, bound, generator=generator)
+        linear.bias.uniform_(-bound, bound, generator=generator)
+    return linear
+
+
+def check_chain(layers: Sequence[PhysicalLayer], network: str) -> None:
+    """``ValueError`` unless there is a layer and each takes the previous one's output."""
+    if not layers:
+        raise ValueError(f"a {network} needs at least one layer")
+    for i in range(1, len(layers)):
+        if layers[i].in_features != layers[i - 1].out_features:
+            raise ValueError(
+                f"layer {i} takes {layers[i].in_features} inputs but layer {i - 1} "
+                f"gives {layers[i - 1].out_features}"
+            )
 
 
 class PhysicalLayer(nn.Module):
@@ -84,11 +107,7 @@ class PhysicalLayer(nn.Module):
         self.register_buffer("projection", projection)
         self.register_buffer("in_min", torch.tensor(info.in_min))
         self.register_buffer("in_max", torch.tensor(info.in_max))
-        self.linear = nn.utils.skip_init(nn.Linear, info.n_out + in_features, out_features)
-        bound = 1 / math.sqrt(self.linear.in_features)  # nn.Linear's default, seeded
-        with torch.no_grad():
-            self.linear.weight.uniform_(-bound, bound, generator=gen)
-            self.linear.bias.uniform_(-bound, bound, generator=gen)
+        self.linear = seeded_linear(info.n_out + in_features, out_features, gen)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Map layer inputs ``(B, in_features)`` to device inputs ``(B, n_in)`` in range."""

@@ -7,16 +7,18 @@ device as any trainer does.
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from collections.abc import Callable
 
-from phys.train.base import TrainConfig, Trainer
-from phys.train.network import PhysicalClassifier
+import torch
+
+from phys.layers import PhysicalLayer
+from phys.train.base import TrainConfig
+from phys.train.network import ClassifierTrainer, PhysicalClassifier
 
 __all__ = ["BackpropTrainer"]
 
 
-class BackpropTrainer(Trainer):
+class BackpropTrainer(ClassifierTrainer):
     """Cross-entropy training of a :class:`PhysicalClassifier` through its simulators.
 
     Args:
@@ -43,15 +45,5 @@ class BackpropTrainer(Trainer):
         self.optimizers = [torch.optim.Adam(network.parameters(), lr=cfg.lr,
                                             weight_decay=cfg.weight_decay)]
 
-    def train_step(self, x: torch.Tensor, labels: torch.Tensor) -> float:
-        logits = self.network(x, physics_for=lambda layer: layer.device.simulate)
-        loss = F.cross_entropy(logits, labels)
-        opt = self.optimizers[0]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return float(loss.detach())
-
-    @torch.no_grad()
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        return self.network(x).argmax(dim=1)
+    def physics_for(self, layer: PhysicalLayer) -> Callable[[torch.Tensor], torch.Tensor]:
+        return layer.device.simulate

@@ -3,15 +3,17 @@ baselines (in-silico backprop and physics-aware training)."""
 
 from __future__ import annotations
 
-import math
+from abc import abstractmethod
 from collections.abc import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from phys.layers import PhysicalLayer
+from phys.layers import PhysicalLayer, check_chain, seeded_linear
+from phys.train.base import Trainer
 
-__all__ = ["PhysicalClassifier"]
+__all__ = ["ClassifierTrainer", "PhysicalClassifier"]
 
 PhysicsFor = Callable[[PhysicalLayer], Callable[[torch.Tensor], torch.Tensor]]
 
@@ -31,22 +33,11 @@ class PhysicalClassifier(nn.Module):
 
     def __init__(self, layers: Sequence[PhysicalLayer], n_classes: int, *, seed: int = 0) -> None:
         super().__init__()
-        if not layers:
-            raise ValueError("a PhysicalClassifier needs at least one layer")
-        for i in range(1, len(layers)):
-            if layers[i].in_features != layers[i - 1].out_features:
-                raise ValueError(
-                    f"layer {i} takes {layers[i].in_features} inputs but layer {i - 1} "
-                    f"gives {layers[i - 1].out_features}"
-                )
+        check_chain(layers, "PhysicalClassifier")
         self.layers = nn.ModuleList(layers)
         self.n_features, self.n_classes = layers[0].in_features, n_classes
-        self.head = nn.utils.skip_init(nn.Linear, layers[-1].out_features, n_classes)
         gen = torch.Generator().manual_seed(seed)
-        bound = 1 / math.sqrt(layers[-1].out_features)
-        with torch.no_grad():
-            self.head.weight.uniform_(-bound, bound, generator=gen)
-            self.head.bias.uniform_(-bound, bound, generator=gen)
+        self.head = seeded_linear(layers[-1].out_features, n_classes, gen)
 
     def forward(self, x: torch.Tensor, physics_for: PhysicsFor | None = None) -> torch.Tensor:
         """Logits. ``physics_for(layer)`` gives each layer's differentiable physics; by
@@ -55,3 +46,27 @@ class PhysicalClassifier(nn.Module):
         for layer in self.layers:
             h = layer(h, None if physics_for is None else physics_for(layer))
         return self.head(h)
+
+
+class ClassifierTrainer(Trainer):
+    """Cross-entropy training of a :class:`PhysicalClassifier` with one Adam optimiser;
+    subclasses say how each layer's physics is differentiated (:meth:`physics_for`).
+    Prediction queries the devices, as for any trainer."""
+
+    network: PhysicalClassifier
+
+    @abstractmethod
+    def physics_for(self, layer: PhysicalLayer) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The differentiable map ``u (B, n_in) -> (B, n_out)`` used for ``layer``."""
+
+    def train_step(self, x: torch.Tensor, labels: torch.Tensor) -> float:
+        loss = F.cross_entropy(self.network(x, physics_for=self.physics_for), labels)
+        opt = self.optimizers[0]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return float(loss.detach())
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network(x).argmax(dim=1)

@@ -7,15 +7,15 @@ therefore costs device queries *and* digital compute for the twin.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from phys.device import Device
-from phys.train.base import TrainConfig, Trainer
-from phys.train.network import PhysicalClassifier
+from phys.layers import PhysicalLayer
+from phys.train.base import TrainConfig
+from phys.train.network import ClassifierTrainer, PhysicalClassifier
 from phys.train.twin import Twin
 
 __all__ = ["PATTrainer", "physics_aware"]
@@ -42,7 +42,7 @@ def physics_aware(device: Device, twin: Twin, u: torch.Tensor) -> torch.Tensor:
     return _PhysicsAware.apply(u, device, twin)
 
 
-class PATTrainer(Trainer):
+class PATTrainer(ClassifierTrainer):
     """Cross-entropy training of a :class:`PhysicalClassifier`: forward on the devices,
     backward through one digital twin per layer.
 
@@ -74,19 +74,6 @@ class PATTrainer(Trainer):
         self._twin_of = {id(layer): twin for layer, twin in zip(network.layers, self.twins,
                                                                 strict=True)}
 
-    def _physics_for(self, layer: Any) -> Any:
+    def physics_for(self, layer: PhysicalLayer) -> Callable[[torch.Tensor], torch.Tensor]:
         twin = self._twin_of[id(layer)]
         return lambda u: physics_aware(layer.device, twin, u)
-
-    def train_step(self, x: torch.Tensor, labels: torch.Tensor) -> float:
-        logits = self.network(x, physics_for=self._physics_for)
-        loss = F.cross_entropy(logits, labels)
-        opt = self.optimizers[0]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return float(loss.detach())
-
-    @torch.no_grad()
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        return self.network(x).argmax(dim=1)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from phys.layers import PhysicalLayer
+from phys.layers import PhysicalLayer, check_chain
 from phys.train.base import TrainConfig, Trainer
 
 __all__ = ["PhyLLConfig", "PhyLLNetwork", "PhyLLTrainer", "wrong_labels"]
@@ -101,14 +101,7 @@ class PhyLLNetwork(nn.Module):
     def __init__(self, layers: Sequence[PhysicalLayer], n_classes: int, *,
                  label_scale: float = 1.0, goodness: str = "cosine", seed: int = 0) -> None:
         super().__init__()
-        if not layers:
-            raise ValueError("a PhyLLNetwork needs at least one layer")
-        for i in range(1, len(layers)):
-            if layers[i].in_features != layers[i - 1].out_features:
-                raise ValueError(
-                    f"layer {i} takes {layers[i].in_features} inputs but layer {i - 1} "
-                    f"gives {layers[i - 1].out_features}"
-                )
+        check_chain(layers, "PhyLLNetwork")
         if n_classes < 2:
             raise ValueError(f"n_classes must be >= 2, got {n_classes}")
         self.layers = nn.ModuleList(layers)

@@ -16,6 +16,7 @@ from torch import nn
 
 from phys.device import Device, DeviceInfo, validate_batch
 from phys.flops import FlopMeter
+from phys.layers import seeded_linear
 
 __all__ = ["SurrogateTwin", "Twin"]
 
@@ -61,12 +62,7 @@ class SurrogateTwin(nn.Module):
         gen = torch.Generator().manual_seed(seed)
         layers: list[nn.Module] = []
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-            linear = nn.utils.skip_init(nn.Linear, a, b)
-            bound = 1 / math.sqrt(a)
-            with torch.no_grad():
-                linear.weight.uniform_(-bound, bound, generator=gen)
-                linear.bias.uniform_(-bound, bound, generator=gen)
-            layers.append(linear)
+            layers.append(seeded_linear(a, b, gen))
             if i < depth:
                 layers.append(nn.SiLU())
         self.net = nn.Sequential(*layers)
