@@ -54,8 +54,8 @@ class PhysicalLayer(nn.Module):
         m = device.query(u)                       # no autograd through the physics
         y = act(Linear([rms_normalize(m), rms_normalize(x)]))
 
-    ``P`` is the identity when ``in_features == device.info.n_in`` and otherwise a fixed
-    random ``(in_features, n_in)`` projection (a buffer, part of the fixed physics).
+    ``P`` is omitted (the identity) when ``in_features == device.info.n_in`` and otherwise a
+    fixed random ``(in_features, n_in)`` projection (a buffer, part of the fixed physics).
 
     Args:
         device: The physical system; any :class:`~phys.Device`.
@@ -99,9 +99,8 @@ class PhysicalLayer(nn.Module):
         self.activation, self.gain = activation, gain
         info = device.info
         gen = torch.Generator().manual_seed(seed)
-        if in_features == info.n_in:
-            projection = torch.eye(in_features)
-        else:
+        projection: torch.Tensor | None = None  # equal widths: x drives the device directly
+        if in_features != info.n_in:
             projection = torch.randn(in_features, info.n_in, generator=gen)
             projection /= math.sqrt(in_features)
         self.register_buffer("projection", projection)
@@ -111,7 +110,7 @@ class PhysicalLayer(nn.Module):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Map layer inputs ``(B, in_features)`` to device inputs ``(B, n_in)`` in range."""
-        z = rms_normalize(x @ self.projection)
+        z = rms_normalize(x if self.projection is None else x @ self.projection)
         unit = (1 + torch.tanh(self.gain * z)) / 2
         u = self.in_min + (self.in_max - self.in_min) * unit
         return u.clamp(self.in_min, self.in_max)

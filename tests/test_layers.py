@@ -26,7 +26,7 @@ def test_shapes_and_trainable_parts():
     assert (y >= 0).all()  # relu
     names = {n for n, _ in layer.named_parameters()}
     assert names == {"linear.weight", "linear.bias"}
-    assert {n for n, _ in layer.named_buffers()} == {"projection", "in_min", "in_max"}
+    assert {n for n, _ in layer.named_buffers()} == {"in_min", "in_max"}  # no projection
     assert layer.linear.in_features == 3 + 4  # measurement + skip
 
 
