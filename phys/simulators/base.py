@@ -7,9 +7,24 @@ from typing import Any
 
 import torch
 
-from phys.device import Device, validate_batch
+from phys.device import Device, DeviceInfo, validate_batch
 
-__all__ = ["Simulator"]
+__all__ = ["Simulator", "simulator_info"]
+
+DTYPES = (torch.float32, torch.float64)
+
+
+def simulator_info(name: str, n_in: int, n_out: int, *, in_range: tuple[float, float],
+                   max_batch: int, noise: float, dtype: torch.dtype,
+                   extra: dict[str, Any]) -> DeviceInfo:
+    """The :class:`~phys.DeviceInfo` of a simulator: differentiable, stochastic when it has
+    detector noise; checks the arithmetic ``dtype`` (float32 or float64)."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+    lo, hi = (float(v) for v in in_range)
+    return DeviceInfo(name=name, n_in=n_in, n_out=n_out, in_min=lo, in_max=hi,
+                      max_batch=max_batch, differentiable=True, stochastic=noise > 0,
+                      extra=extra)
 
 
 class Simulator(Device):

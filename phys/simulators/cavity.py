@@ -23,9 +23,8 @@ from functools import lru_cache
 
 import torch
 
-from phys.device import DeviceInfo
-from phys.simulators._checks import check_int
-from phys.simulators.base import Simulator
+from phys.simulators._checks import check_int, check_number
+from phys.simulators.base import Simulator, simulator_info
 
 __all__ = ["Cavity"]
 
@@ -116,26 +115,12 @@ class Cavity(Simulator):
         check_int(1, n_scatterers=n_scatterers, max_iter=max_iter)
         if not 0.0 <= coupling < 1.0:
             raise ValueError(f"coupling must be in [0, 1) so the cavity converges, got {coupling}")
-        for key, value in {"drive": drive, "tol": tol}.items():
-            if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{key} must be a positive number, got {value}")
-        for key, value in {"noise": noise, "sample_seconds": sample_seconds,
-                           "sample_joules": sample_joules}.items():
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"{key} must be a number >= 0, got {value}")
-        if dtype not in (torch.float32, torch.float64):
-            raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
-        lo, hi = (float(v) for v in in_range)
-        self.info = DeviceInfo(
-            name=self.name,
-            n_in=n_in,
-            n_out=n_out,
-            in_min=lo,
-            in_max=hi,
-            max_batch=max_batch,
-            differentiable=True,
-            stochastic=noise > 0,
-            extra={
+        check_number(">0", drive=drive, tol=tol)
+        check_number(">=0", noise=noise, sample_seconds=sample_seconds,
+                     sample_joules=sample_joules)
+        self.info = simulator_info(
+            self.name, n_in, n_out, in_range=in_range, max_batch=max_batch, noise=noise,
+            dtype=dtype, extra={
                 "n_scatterers": n_scatterers,
                 "coupling": coupling,
                 "drive": drive,
@@ -148,7 +133,7 @@ class Cavity(Simulator):
         self.noise, self.sample_seconds, self.sample_joules = noise, sample_seconds, sample_joules
         self.dtype = dtype
         self.last_iterations = 0
-        self._build(seed, coupling, drive, lo, hi)
+        self._build(seed, coupling, drive, self.info.in_min, self.info.in_max)
 
     # -- construction -----------------------------------------------------------------
     def _build(self, seed: int, coupling: float, drive: float, lo: float, hi: float) -> None:

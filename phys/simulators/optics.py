@@ -55,9 +55,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from phys.device import DeviceInfo
 from phys.simulators._checks import check_number
-from phys.simulators.base import Simulator
+from phys.simulators.base import Simulator, simulator_info
 
 __all__ = ["Optics", "propagate", "transfer_function"]
 
@@ -287,19 +286,9 @@ class Optics(Simulator):
                       frame_rate=frame_rate)
         check_number(">=0", optical_depth=optical_depth, diffuser=diffuser, noise=noise,
                       laser_power=laser_power)
-        if dtype not in _COMPLEX:
-            raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
-        lo, hi = (float(v) for v in in_range)
-        self.info = DeviceInfo(
-            name=self.name,
-            n_in=n_in,
-            n_out=n_out,
-            in_min=lo,
-            in_max=hi,
-            max_batch=max_batch,
-            differentiable=True,
-            stochastic=noise > 0,
-            extra={
+        self.info = simulator_info(
+            self.name, n_in, n_out, in_range=in_range, max_batch=max_batch, noise=noise,
+            dtype=dtype, extra={
                 "grid": grid,
                 "encoding": encoding,
                 "nonlinearity": nonlinearity,

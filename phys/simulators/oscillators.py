@@ -38,9 +38,8 @@ import math
 
 import torch
 
-from phys.device import DeviceInfo
 from phys.simulators._checks import check_int, check_number
-from phys.simulators.base import Simulator
+from phys.simulators.base import Simulator, simulator_info
 
 __all__ = ["Oscillators"]
 
@@ -143,19 +142,9 @@ class Oscillators(Simulator):
         if steps_per_period < MIN_STEPS_PER_PERIOD:
             raise ValueError(f"steps_per_period must be >= {MIN_STEPS_PER_PERIOD} so the "
                              f"readout separates the drive harmonics, got {steps_per_period}")
-        if dtype not in (torch.float32, torch.float64):
-            raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
-        lo, hi = (float(v) for v in in_range)
-        self.info = DeviceInfo(
-            name=self.name,
-            n_in=n_in,
-            n_out=n_out,
-            in_min=lo,
-            in_max=hi,
-            max_batch=max_batch,
-            differentiable=True,
-            stochastic=noise > 0,
-            extra={
+        self.info = simulator_info(
+            self.name, n_in, n_out, in_range=in_range, max_batch=max_batch, noise=noise,
+            dtype=dtype, extra={
                 "n_oscillators": n_oscillators,
                 "omega_range": (lo_w, hi_w),
                 "drive_frequency": drive_frequency,
