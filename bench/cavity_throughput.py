@@ -8,12 +8,12 @@ n_scatterers=256)`` with default settings. This script reports; it never fails o
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import time
 
 import torch
+from _common import throughput_args
 
 from phys.simulators.cavity import Cavity, _fast_bf16
 
@@ -21,17 +21,7 @@ TARGET = 50_000  # samples/s
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=4096, help="rows per query (default 4096)")
-    parser.add_argument("--repeats", type=int, default=10, help="timed queries (default 10)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch intra-op threads (default: leave torch's default)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
-    args = parser.parse_args(argv)
-    if args.batch < 1 or args.repeats < 1:
-        parser.error("--batch and --repeats must be positive")
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    args = throughput_args(__doc__.splitlines()[0], batch=4096, argv=argv)
 
     cav = Cavity(n_in=64, n_out=128, n_scatterers=256)
     info = cav.info

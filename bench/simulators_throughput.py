@@ -8,11 +8,11 @@ warm-up. This script reports; it never fails on time.
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 
 import torch
+from _common import throughput_args
 
 from phys.device import Device
 from phys.simulators.optics import Optics
@@ -34,17 +34,7 @@ def samples_per_second(device: Device, batch: int, repeats: int, seed: int) -> t
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=256, help="rows per query (default 256)")
-    parser.add_argument("--repeats", type=int, default=10, help="timed queries (default 10)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch intra-op threads (default: leave torch's default)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
-    args = parser.parse_args(argv)
-    if args.batch < 1 or args.repeats < 1:
-        parser.error("--batch and --repeats must be positive")
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    args = throughput_args(__doc__.splitlines()[0], batch=256, argv=argv)
 
     print(f"batch {args.batch}, {args.repeats} repeats, torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}")

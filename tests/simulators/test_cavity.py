@@ -6,6 +6,7 @@ from functools import partial
 
 import pytest
 import torch
+from sim_helpers import rel_err, uniform
 
 import phys.simulators.cavity as cavity_module
 from phys.simulators.cavity import Cavity
@@ -15,21 +16,11 @@ SMALL = dict(n_in=8, n_out=6, n_scatterers=24, seed=2)
 BIG = dict(n_in=64, n_out=128, n_scatterers=256)
 
 
-def uniform(cav: Cavity, rows: int, seed: int = 0, shrink: float = 1.0) -> torch.Tensor:
-    """Inputs uniform over ``shrink`` times the device range (centred)."""
-    i = cav.info
-    u = torch.rand(rows, i.n_in, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    mid, half = (i.in_min + i.in_max) / 2, shrink * (i.in_max - i.in_min) / 2
-    return mid + (2 * u - 1) * half
-
 
 def reference(cav_kw: dict) -> Cavity:
     """The same cavity in float64, solved to (nearly) machine precision."""
     return Cavity(**{**cav_kw, "dtype": torch.float64, "tol": 1e-12})
 
-
-def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a.double() - b.double()).abs().max() / b.double().abs().max())
 
 
 # -- contract -------------------------------------------------------------------------------

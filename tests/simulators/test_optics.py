@@ -7,6 +7,7 @@ from functools import partial
 
 import pytest
 import torch
+from sim_helpers import rel_err, uniform
 
 from phys.simulators.optics import Optics, _block_index, propagate, transfer_function
 from phys.testing import check_device
@@ -17,18 +18,6 @@ PLANE = dict(n_in=4, n_out=4, grid=(8, 8), pad=0, diffuser=0.0, in_range=(0.0, 1
              encoding="amplitude", dtype=torch.float64)
 
 
-def uniform(dev: Optics, rows: int, seed: int = 0, shrink: float = 1.0) -> torch.Tensor:
-    """float64 inputs uniform over ``shrink`` times the device range (centred)."""
-    i = dev.info
-    u = torch.rand(rows, i.n_in, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    mid, half = (i.in_min + i.in_max) / 2, shrink * (i.in_max - i.in_min) / 2
-    return mid + (2 * u - 1) * half
-
-
-def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Largest difference relative to the largest ``|b|`` (real or complex)."""
-    a, b = (t if t.is_complex() else t.double() for t in (a, b))
-    return float((a - b).abs().max() / b.abs().max())
 
 
 def random_field(shape: tuple[int, ...], seed: int = 0,

@@ -7,6 +7,7 @@ from functools import partial
 
 import pytest
 import torch
+from sim_helpers import rel_err, uniform
 
 from phys.simulators.oscillators import Oscillators
 from phys.testing import check_device
@@ -17,16 +18,6 @@ SETTLED = dict(n_in=3, n_out=8, n_oscillators=8, damping=0.3, periods=30, readou
                dtype=torch.float64)
 
 
-def uniform(dev: Oscillators, rows: int, seed: int = 0, shrink: float = 1.0) -> torch.Tensor:
-    """float64 inputs uniform over ``shrink`` times the device range (centred)."""
-    i = dev.info
-    u = torch.rand(rows, i.n_in, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    mid, half = (i.in_min + i.in_max) / 2, shrink * (i.in_max - i.in_min) / 2
-    return mid + (2 * u - 1) * half
-
-
-def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a.double() - b.double()).abs().max() / b.double().abs().max())
 
 
 # -- contract -------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from functools import partial
 
 import pytest
 import torch
+from sim_helpers import rel_err, uniform
 
 import phys.simulators.wave2d as wave2d_module
 from phys.simulators.wave2d import Wave2D, _native_library
@@ -24,16 +25,6 @@ TINY = dict(grid=(16, 16), pml=3, n_steps=40, f0=343.0 / (6 * 5e-3), pulse_cycle
             dtype=torch.float64)
 
 
-def uniform(dev: Wave2D, rows: int, seed: int = 0, shrink: float = 1.0) -> torch.Tensor:
-    """Inputs uniform over ``shrink`` times the device range (centred), float64."""
-    i = dev.info
-    u = torch.rand(rows, i.n_in, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    mid, half = (i.in_min + i.in_max) / 2, shrink * (i.in_max - i.in_min) / 2
-    return mid + (2 * u - 1) * half
-
-
-def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a.double() - b.double()).abs().max() / b.double().abs().max())
 
 
 # -- contract -------------------------------------------------------------------------------
