@@ -29,6 +29,30 @@ BUILTIN: dict[str, str] = {
 }
 
 
+#: Specs that are addresses rather than names: URL scheme -> "module:function".
+#: The function is called as ``opener(spec, **options)`` and returns a Device.
+OPENERS: dict[str, str] = {}
+
+
+def _opener_for(spec: str) -> str | None:
+    scheme, sep, _ = spec.partition(":")
+    if sep and scheme in OPENERS:
+        return OPENERS[scheme]
+    if spec in OPENERS:  # a bare word such as "auto"
+        return OPENERS[spec]
+    if spec.startswith("/") or spec.upper().startswith("COM"):  # a serial port path
+        return OPENERS.get("serial")
+    return None
+
+
+def _resolve(target: str) -> Any:
+    module_name, _, attr = target.partition(":")
+    found: Any = importlib.import_module(module_name)
+    for part in attr.split("."):
+        found = getattr(found, part)
+    return found
+
+
 def available() -> dict[str, str]:
     """Every known device name mapped to its ``"module:attribute"`` target, sorted."""
     found = dict(BUILTIN)
@@ -44,18 +68,15 @@ def load(name: str) -> type[Device]:
         raise ValueError(
             f"unknown device {name!r}; known devices: {', '.join(known) or '(none)'}"
         )
-    module_name, _, attr = known[name].partition(":")
-    target = importlib.import_module(module_name)
-    for part in attr.split("."):
-        target = getattr(target, part)
-    return target
+    return _resolve(known[name])
 
 
 def open(spec: str, **options: Any) -> Device:  # noqa: A001 - mirrors the builtin on purpose
     """Open a device by registry name, e.g. ``phys.open("cavity", n_in=16, seed=0)``.
 
     Args:
-        spec: A registered device name (see ``phys devices``).
+        spec: A registered device name (see ``phys devices``), or an address whose
+            scheme is in :data:`OPENERS`.
         **options: Keyword arguments of that device's constructor.
 
     Raises:
@@ -63,6 +84,12 @@ def open(spec: str, **options: Any) -> Device:  # noqa: A001 - mirrors the built
     """
     if not isinstance(spec, str) or not spec:
         raise ValueError(f"device spec must be a non-empty string, got {spec!r}")
+    opener = _opener_for(spec)
+    if opener is not None:
+        device = _resolve(opener)(spec, **options)
+        if not isinstance(device, Device):
+            raise TypeError(f"{spec!r} produced {type(device).__name__}, not a phys.Device")
+        return device
     cls = load(spec)
     try:
         device = cls(**options)
