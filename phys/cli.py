@@ -27,7 +27,9 @@ def _parse_option(text: str) -> tuple[str, Any]:
 
 
 def _add_training_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="cavity", help="registered device name (default: cavity)")
+    p.add_argument("--device", default="cavity",
+                   help="registered device name or address, e.g. pennylane:default.qubit "
+                        "(default: cavity)")
     p.add_argument("--data", default="digits",
                    help="dataset: digits (default, bundled), mnist, fashion_mnist, vowels")
     p.add_argument("--data-option", "-d", type=_parse_option, action="append", default=[],

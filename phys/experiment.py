@@ -88,8 +88,7 @@ def open_layer_device(name: str, n_in: int, n_out: int, seed: int,
                       options: Mapping[str, Any]) -> Device:
     """Open device ``name`` for one layer, passing ``n_in``, ``n_out`` and ``seed`` when
     its constructor takes them (simulators do; fixed hardware does not)."""
-    cls = registry.load(name)
-    params = inspect.signature(cls).parameters
+    params = inspect.signature(registry.factory(name)).parameters
     takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in params.values())
     defaults = {"n_in": n_in, "n_out": n_out, "seed": seed}
     chosen = {k: v for k, v in defaults.items() if k in params or takes_kwargs}
@@ -186,7 +185,7 @@ def run(spec: TrainSpec, *, out: str | Path | None = None, progress: bool = Fals
     from phys import data
     from phys.report import write_run
 
-    registry.load(spec.device)  # unknown device: fail before loading data
+    registry.factory(spec.device)  # unknown device: fail before loading data
     dataset = data.load(spec.data, **spec.data_options)
     opened: list[Device] = []
     try:

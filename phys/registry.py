@@ -10,13 +10,15 @@ Third-party packages add a device by declaring, in their ``pyproject.toml``::
 
 from __future__ import annotations
 
+import functools
 import importlib
+from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any
 
 from phys.device import Device
 
-__all__ = ["open", "available"]
+__all__ = ["open", "available", "factory"]
 
 ENTRY_POINT_GROUP = "phys.devices"
 
@@ -31,7 +33,9 @@ BUILTIN: dict[str, str] = {
 
 #: Specs that are addresses rather than names: URL scheme -> "module:function".
 #: The function is called as ``opener(spec, **options)`` and returns a Device.
-OPENERS: dict[str, str] = {}
+OPENERS: dict[str, str] = {
+    "pennylane": "phys.devices.quantum:open_pennylane",
+}
 
 
 def _opener_for(spec: str) -> str | None:
@@ -69,6 +73,20 @@ def load(name: str) -> type[Device]:
             f"unknown device {name!r}; known devices: {', '.join(known) or '(none)'}"
         )
     return _resolve(known[name])
+
+
+def factory(spec: str) -> Callable[..., Device]:
+    """What :func:`open` calls with the options for ``spec``: the registered device class,
+    or for an address its opener with ``spec`` already bound (inspect it to see which
+    options a device takes).
+
+    Raises:
+        ValueError: unknown name (the message lists the known ones).
+    """
+    opener = _opener_for(spec)
+    if opener is not None:
+        return functools.partial(_resolve(opener), spec)
+    return load(spec)
 
 
 def open(spec: str, **options: Any) -> Device:  # noqa: A001 - mirrors the builtin on purpose
