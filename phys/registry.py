@@ -35,6 +35,9 @@ BUILTIN: dict[str, str] = {
 #: The function is called as ``opener(spec, **options)`` and returns a Device.
 OPENERS: dict[str, str] = {
     "pennylane": "phys.devices.quantum:open_pennylane",
+    "serial": "phys.devices.serial:open_address",  # serial:///dev/ttyACM0, or a bare port path
+    "socket": "phys.devices.serial:open_address",  # socket://host:port
+    "auto": "phys.devices.serial:open_auto",  # the first serial port that answers HELLO
 }
 
 

@@ -1,0 +1,31 @@
+"""Firmware entry point on the Pico: the protocol over USB-CDC (MicroPython only).
+
+Copy physproto.py, circuit.py, pico_board.py and this file to the board (e.g.
+``mpremote cp physproto.py circuit.py pico_board.py main.py :``) and reset it. The
+USB serial port then speaks the PHYS protocol instead of the REPL: nothing may print.
+"""
+
+import os
+import select
+import sys
+
+import micropython
+
+from physproto import Core
+from pico_board import PicoBoard
+
+micropython.kbd_intr(-1)  # 0x03 is data here, not Ctrl-C
+
+core = Core(PicoBoard(), max_batch=32, max_frame=1024,
+            boot=int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF)
+stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+poll = select.poll()
+poll.register(sys.stdin, select.POLLIN)
+while True:
+    if not poll.poll(1000):
+        continue
+    data = bytearray()
+    while len(data) < 256 and poll.poll(0):
+        data += stdin.read(1)
+    for out in core.feed(data):
+        stdout.write(out)

@@ -1,0 +1,527 @@
+"""Host driver for lab devices that speak the serial wire protocol (version 1).
+
+:class:`SerialDevice` is a :class:`~phys.Device` whose measurements come from a
+microcontroller over USB-CDC or UART, a pseudo-terminal, or a TCP socket - any URL that
+``serial.serial_for_url`` takes. It says HELLO on opening (the device's INFO becomes
+:attr:`~phys.Device.info`), splits batches by the device's ``max_batch`` and
+``max_frame``, keeps one request in flight, resends the same frame with the same ``seq``
+after a timeout derived from the batch size and the baud rate, drops late and corrupt
+answers, and raises :class:`SerialDeviceError` naming the port, the message type and the
+``seq`` when a request cannot complete.
+
+:func:`open_address` is what ``phys.open`` calls for ``serial://``, ``socket://``, a bare
+port path and ``"auto"``; with ``fallback="cavity"`` it returns that simulator, with a
+:class:`FallbackWarning`, when no device answers.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import select
+import time
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import serial
+import torch
+
+from phys.device import Device, DeviceInfo
+from phys.devices import protocol as P
+
+__all__ = [
+    "DEFAULT_BAUDRATE", "FallbackWarning", "LinkStats", "SerialDevice", "SerialDeviceError",
+    "SerialTimeout", "open_address", "open_auto", "scan",
+]
+
+DEFAULT_BAUDRATE = 115200
+#: Bytes allowed for an INFO answer when sizing the HELLO timeout.
+INFO_ALLOWANCE = 1024
+#: How much longer than the expected transfer and measuring time the host waits.
+TIMEOUT_FACTOR = 1.5
+#: Most bytes taken from the port in one read.
+READ_CHUNK = 1 << 16
+
+
+class SerialDeviceError(RuntimeError):
+    """A request to a serial device failed; the message names port, message type and seq."""
+
+
+class SerialTimeout(SerialDeviceError, TimeoutError):
+    """No valid answer after every retry."""
+
+
+class FallbackWarning(RuntimeWarning):
+    """No device answered at an address, so a simulator stands in for it."""
+
+
+@dataclass
+class LinkStats:
+    """What the link did: frames and bytes each way, resends and what was dropped.
+
+    ``timeouts`` counts attempts that ended without an answer, ``resends`` every frame
+    sent again with the same ``seq``, ``bad_frames`` answers dropped for COBS, CRC,
+    version or length, ``stale`` valid answers dropped because their ``seq`` was not the
+    one waited for, ``busy`` ERROR 5 answers, ``device_errors`` ERROR 1 (our frame arrived
+    damaged), ``reboots`` times the device was found to have restarted on its own.
+    """
+
+    requests: int = 0
+    resends: int = 0
+    timeouts: int = 0
+    bad_frames: int = 0
+    stale: int = 0
+    busy: int = 0
+    device_errors: int = 0
+    reboots: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def _fileno(port: Any) -> int | None:
+    """The file descriptor of a POSIX serial port (``None`` for sockets and others)."""
+    try:
+        fd = port.fileno()
+    except (AttributeError, OSError, ValueError, serial.SerialException):
+        return None
+    return fd if isinstance(fd, int) else None
+
+
+def _port_url(spec: str) -> str:
+    """``serial:///dev/ttyACM0`` -> ``/dev/ttyACM0``; other URLs pass unchanged."""
+    if spec.startswith("serial://"):
+        rest = spec[len("serial://"):]
+        if not rest:
+            raise ValueError(f"{spec!r} names no port; expected e.g. serial:///dev/ttyACM0")
+        return rest
+    return spec
+
+
+class SerialDevice(Device):
+    """A lab device on a serial link, speaking the wire protocol version 1.
+
+    Args:
+        port: A port path (``/dev/ttyACM0``, ``COM3``) or a pyserial URL
+            (``serial:///dev/ttyUSB0``, ``socket://host:port``, ``rfc2217://…``).
+        baudrate: Line rate in bits/s; also sizes the timeouts (10 bits per byte).
+        retries: How many times a request is sent again before giving up.
+        latency: Fixed allowance in seconds added to every timeout (USB polling,
+            firmware turnaround, a busy host).
+        first_seq: ``seq`` of the first request (default: random, so a reopened link
+            is not mistaken for a retry of the last session's request).
+        name: Overrides the device's own name in :attr:`info`.
+        **serial_options: Passed to ``serial.serial_for_url`` (e.g. ``rtscts=True``).
+
+    Shape:
+        - Input: ``(B, n_in)`` in ``[in_min, in_max]`` from the device's INFO.
+        - Output: ``(B, n_out)`` measured values, float32.
+
+    Examples::
+
+        >>> from phys.devices.emulator import Emulator
+        >>> with Emulator.serving("cavity", n_in=4, n_out=3) as lab:
+        ...     with SerialDevice(lab.port) as dev:
+        ...         dev.query(torch.zeros(2, 4)).shape
+        torch.Size([2, 3])
+    """
+
+    def __init__(self, port: str, *, baudrate: int = DEFAULT_BAUDRATE, retries: int = 5,
+                 latency: float = 0.05, first_seq: int | None = None, name: str | None = None,
+                 **serial_options: Any) -> None:
+        super().__init__()
+        if not isinstance(port, str) or not port:
+            raise ValueError(f"port must be a non-empty string, got {port!r}")
+        if isinstance(baudrate, bool) or not isinstance(baudrate, int) or baudrate < 1:
+            raise ValueError(f"baudrate must be a positive int, got {baudrate!r}")
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"retries must be an int >= 0, got {retries!r}")
+        if not (isinstance(latency, (int, float)) and math.isfinite(latency) and latency > 0):
+            raise ValueError(f"latency must be a positive number of seconds, got {latency!r}")
+        if first_seq is not None and not 0 <= first_seq <= 0xFFFF:
+            raise ValueError(f"first_seq must be 0..65535, got {first_seq}")
+        self.port_name = port
+        self.baudrate, self.retries, self.latency = baudrate, retries, float(latency)
+        self.link = LinkStats()
+        self._seq = int.from_bytes(os.urandom(2), "little") if first_seq is None else first_seq
+        self._splitter = P.FrameSplitter()
+        self._unread: list[bytes] = []  # frames read but not yet looked at
+        self._settings: dict[int, list[float]] = {}
+        self._sample_time = 0.0
+        self._port: Any = None
+        self._fd: int | None = None
+        self.info = DeviceInfo(name=name or port, n_in=1, n_out=1, in_min=0.0, in_max=1.0,
+                               max_batch=1)  # until INFO arrives
+        try:
+            self._port = serial.serial_for_url(_port_url(port), baudrate=baudrate, timeout=0,
+                                               write_timeout=None, **serial_options)
+            self._fd = _fileno(self._port)
+        except (serial.SerialException, OSError) as err:
+            self._closed = True
+            raise SerialDeviceError(f"{port}: cannot open the port: {err}") from None
+        except ValueError as err:
+            self._closed = True
+            raise ValueError(f"{port}: bad serial option: {err}") from None
+        try:
+            self._port.reset_input_buffer()
+            self._write(b"\x00")  # ends any partial frame the device holds
+            self._hello(name)
+        except BaseException:
+            self.close()
+            raise
+
+    # -- public -----------------------------------------------------------------------
+    @property
+    def params(self) -> dict[str, dict[str, Any]]:
+        """The device's SET-able settings by name (``index``, ``size``, ``min``, ``max``)."""
+        return {p["name"]: dict(p) for p in self.info.extra.get("params", [])}
+
+    def set(self, name: str, values: float | Sequence[float] | torch.Tensor) -> None:
+        """Change a physical setting of the device (SET).
+
+        Raises:
+            ValueError: unknown setting, wrong number of values, or a value outside the
+                setting's ``min .. max`` (nothing is sent).
+        """
+        self._check_open()
+        known = self.params
+        if name not in known:
+            raise ValueError(f"{self.port_name}: device has no setting {name!r}; it has "
+                             f"{', '.join(known) or 'none'}")
+        p = known[name]
+        v = np.atleast_1d(np.asarray(torch.as_tensor(values, dtype=torch.float64))).ravel()
+        if v.size != p["size"]:
+            raise ValueError(f"{self.port_name}: setting {name!r} takes {p['size']} values, "
+                             f"got {v.size}")
+        bad = ~np.isfinite(v) | (v < p["min"]) | (v > p["max"])
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ValueError(f"{self.port_name}: setting {name!r} value {v[i]!r} at index {i} "
+                             f"is outside [{p['min']}, {p['max']}]")
+        with self._lock:
+            self._send_set(p, v.tolist())
+
+    def ping(self, data: bytes = b"") -> float:
+        """Send PING with ``data`` (at most 64 bytes); returns the round trip in seconds."""
+        self._check_open()
+        if len(data) > P.MAX_PING:
+            raise ValueError(f"PING payload must be at most {P.MAX_PING} bytes, got {len(data)}")
+        with self._lock:
+            t0 = time.perf_counter()
+            msg = self._transact(P.PING, bytes(data), P.PONG, answer_len=len(data))
+            if msg.payload != data:
+                raise SerialDeviceError(f"{self.port_name}: PONG seq={msg.seq} echoed "
+                                        f"{msg.payload!r}, sent {bytes(data)!r}")
+            return time.perf_counter() - t0
+
+    def reset(self) -> None:
+        """Send RESET; the device returns to its power-up state and is greeted again."""
+        self._check_open()
+        with self._lock:
+            self._transact(P.RESET, b"", P.ACK_RESET)
+            self._settings.clear()
+            self._hello(self.info.name)
+
+    # -- Device hooks -----------------------------------------------------------------
+    def _query(self, x: torch.Tensor) -> torch.Tensor:
+        i = self.info
+        dtype = i.extra["dtype"]
+        payload = P.query_payload(x.numpy(), dtype, i.in_min, i.in_max)
+        rows = x.shape[0]
+        answer_len = 2 + rows * i.n_out * (4 if dtype == "f32" else 2)
+        for _ in range(self.retries + 1):
+            boot = self.info.extra.get("boot")
+            resends = self.link.resends
+            msg = self._transact(P.QUERY, payload, P.RESULT, answer_len=answer_len, rows=rows)
+            if self.link.resends == resends or not self._settings or boot is None:
+                return self._decode_result(msg, rows)
+            if not self._rebooted(boot):
+                return self._decode_result(msg, rows)
+            # the device restarted and measured with its power-up settings: measure again
+        raise SerialDeviceError(f"{self.port_name}: QUERY seq={self._seq}: the device kept "
+                                f"restarting ({self.retries + 1} times in one query)")
+
+    def _lab_cost(self, n_samples: int) -> tuple[float, None]:
+        """Measuring time from INFO's ``sample_time`` plus the bytes of the exchange."""
+        i = self.info
+        size = 4 if i.extra["dtype"] == "f32" else 2
+        wire = n_samples * (i.n_in + i.n_out) * size * 10 / self.baudrate
+        return n_samples * self._sample_time + wire, None
+
+    def _close(self) -> None:
+        if self._port is not None:
+            try:
+                self._port.close()
+            except (serial.SerialException, OSError):
+                pass
+
+    # -- handshake --------------------------------------------------------------------
+    def _hello(self, name: str | None) -> None:
+        msg = self._transact(P.HELLO, b"", P.INFO, answer_len=INFO_ALLOWANCE)
+        where = f"{self.port_name}: INFO seq={msg.seq}"
+        try:
+            info = P.parse_info(msg.payload)
+        except P.PayloadError as err:
+            raise SerialDeviceError(f"{where}: {err}") from None
+        if info["protocol"] != P.PROTOCOL_VERSION:
+            raise SerialDeviceError(
+                f"{where}: the device speaks protocol {info['protocol']!r}; this driver "
+                f"speaks protocol {P.PROTOCOL_VERSION} only - update the firmware or physnn")
+        rows = min(P.rows_per_frame(info["max_frame"], info["n_in"], info["dtype"]),
+                   P.rows_per_frame(info["max_frame"], info["n_out"], info["dtype"]),
+                   info["max_batch"], 0xFFFF)
+        if rows < 1:
+            raise SerialDeviceError(f"{where}: max_frame={info['max_frame']} cannot hold one "
+                                    f"row of {max(info['n_in'], info['n_out'])} values")
+        sample_time = info.get("sample_time", 0.0)
+        ok = isinstance(sample_time, (int, float)) and math.isfinite(sample_time)
+        self._sample_time = max(0.0, float(sample_time)) if ok else 0.0
+        extra = {**{k: v for k, v in info.items() if k not in ("name", "n_in", "n_out",
+                                                                 "in_min", "in_max")},
+                 "port": self.port_name, "baudrate": self.baudrate,
+                 "device_max_batch": info["max_batch"]}
+        self.info = DeviceInfo(
+            name=name or info["name"], n_in=info["n_in"], n_out=info["n_out"],
+            in_min=info["in_min"], in_max=info["in_max"], max_batch=rows,
+            stochastic=bool(info.get("stochastic", True)), extra=extra)
+
+    def _rebooted(self, boot: Any) -> bool:
+        """After resends: ask HELLO whether the device restarted (its ``boot`` changed);
+        if so, restore the settings made with :meth:`set` and return ``True``."""
+        self._hello(self.info.name)
+        if self.info.extra.get("boot") == boot:
+            return False
+        self.link.reboots += 1
+        by_index = {p["index"]: p for p in self.info.extra.get("params", [])}
+        for index, values in list(self._settings.items()):
+            self._send_set(by_index[index], values)
+        return True
+
+    def _send_set(self, p: Mapping[str, Any], values: list[float]) -> None:
+        payload = P.set_payload(p["index"], values, self.info.extra["dtype"], p["min"], p["max"])
+        self._transact(P.SET, payload, P.ACK_SET)
+        self._settings[p["index"]] = values
+
+    def _decode_result(self, msg: P.Message, rows: int) -> torch.Tensor:
+        i = self.info
+        where = f"{self.port_name}: RESULT seq={msg.seq}"
+        try:
+            y = P.parse_result(msg.payload, i.n_out, i.extra["dtype"],
+                               i.extra.get("out_min", -1.0), i.extra.get("out_max", 1.0))
+        except P.PayloadError as err:
+            raise SerialDeviceError(f"{where}: {err}") from None
+        if y.shape[0] != rows:
+            raise SerialDeviceError(f"{where}: {y.shape[0]} rows for a query of {rows}")
+        return torch.from_numpy(y.astype(np.float32))
+
+    # -- one request, with retries ----------------------------------------------------
+    def _timeout(self, sent: int, answer_len: int, rows: int) -> float:
+        answer = P.body_size(answer_len) * 255 // 254 + 2
+        wire = (sent + answer) * 10 / self.baudrate
+        return self.latency + TIMEOUT_FACTOR * (wire + rows * self._sample_time)
+
+    def _transact(self, msg_type: int, payload: bytes, expect: int, *, answer_len: int = 0,
+                  rows: int = 0) -> P.Message:
+        self._seq = (self._seq + 1) & 0xFFFF
+        seq, name = self._seq, P.TYPE_NAMES[msg_type]
+        frame = P.encode_frame(msg_type, seq, payload)
+        timeout = self._timeout(len(frame), answer_len, rows)
+        self.link.requests += 1
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self.link.resends += 1
+            self._write(frame, name, seq)
+            msg = self._await(seq, name, expect, time.monotonic() + timeout, timeout)
+            if msg is not None:
+                return msg
+        raise SerialTimeout(f"{self.port_name}: no valid answer to {name} seq={seq} after "
+                            f"{self.retries + 1} tries of {timeout:.3g} s")
+
+    def _await(self, seq: int, name: str, expect: int, deadline: float,
+               timeout: float) -> P.Message | None:
+        """The answer to ``seq``, or ``None`` to send again (timeout or damaged request)."""
+        waited_busy = False
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.link.timeouts += 1
+                return None
+            if not self._unread:
+                self._unread = self._splitter.feed(self._read(left, name, seq))
+            while self._unread:
+                raw = self._unread.pop(0)
+                try:
+                    msg = P.decode_frame(raw)
+                except P.FrameError:
+                    self.link.bad_frames += 1
+                    continue
+                if msg.seq != seq:
+                    self.link.stale += 1
+                    continue
+                if msg.type == P.ERROR:
+                    code, text = self._error(msg, name)
+                    if code == P.BAD_FRAME:  # our frame arrived damaged: send it again
+                        self.link.device_errors += 1
+                        return None
+                    if code == P.BUSY:  # still measuring an earlier copy: wait once more
+                        self.link.busy += 1
+                        if not waited_busy:
+                            waited_busy, deadline = True, time.monotonic() + timeout
+                        continue
+                    raise SerialDeviceError(f"{self.port_name}: {name} seq={seq} refused with "
+                                            f"ERROR {code} ({P.ERROR_NAMES.get(code, '?')}): "
+                                            f"{text}")
+                if msg.type != expect:
+                    raise SerialDeviceError(
+                        f"{self.port_name}: {name} seq={seq} answered with {msg.name} "
+                        f"(0x{msg.type:02X}), expected {P.TYPE_NAMES[expect]}")
+                return msg
+
+    def _error(self, msg: P.Message, name: str) -> tuple[int, str]:
+        try:
+            return P.parse_error(msg.payload)
+        except P.PayloadError as err:
+            raise SerialDeviceError(f"{self.port_name}: {name} seq={msg.seq}: malformed "
+                                    f"ERROR: {err}") from None
+
+    # -- bytes ------------------------------------------------------------------------
+    def _write(self, data: bytes, name: str = "HELLO", seq: int | None = None) -> None:
+        try:
+            self._port.write(data)
+            self._port.flush()
+        except (serial.SerialException, OSError) as err:
+            raise SerialDeviceError(f"{self.port_name}: writing {name} seq={seq} failed "
+                                    f"(device unplugged?): {err}") from None
+        self.link.bytes_sent += len(data)
+
+    def _read(self, left: float, name: str, seq: int) -> bytes:
+        """What arrives within ``left`` seconds: some bytes, or ``b""``."""
+        try:
+            if self._fd is not None:  # wait exactly as long as asked, then take it all
+                if not select.select([self._fd], [], [], left)[0]:
+                    return b""
+                data = self._port.read(READ_CHUNK)
+            else:  # a port without a file descriptor: poll
+                data = self._port.read(READ_CHUNK)
+                if not data:
+                    time.sleep(min(left, 1e-3))
+        except (serial.SerialException, OSError) as err:
+            raise SerialDeviceError(f"{self.port_name}: reading the answer to {name} seq={seq} "
+                                    f"failed (device unplugged?): {err}") from None
+        self.link.bytes_received += len(data)
+        return data
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"device {self.info.name!r} is closed")
+
+
+# --- opening by address -------------------------------------------------------------------
+
+def _fallback(spec: str, fallback: str | None, reason: BaseException,
+              hints: Mapping[str, Any], fallback_options: Mapping[str, Any] | None) -> Device:
+    """The simulator ``fallback`` with the size and seed ``hints`` it takes, and a warning;
+    without a fallback, ``reason`` is raised."""
+    if fallback is None:
+        raise reason
+    import inspect
+
+    from phys import registry
+
+    params = inspect.signature(registry.load(fallback)).parameters
+    taken = {k: v for k, v in hints.items() if v is not None and k in params}
+    device = registry.open(fallback, **{**taken, **(fallback_options or {})})
+    warnings.warn(f"{spec}: {reason}; using the {fallback!r} simulator instead",
+                  FallbackWarning, stacklevel=3)
+    return device
+
+
+def open_address(spec: str, *, fallback: str | None = None,
+                 fallback_options: Mapping[str, Any] | None = None, n_in: int | None = None,
+                 n_out: int | None = None, seed: int | None = None,
+                 **options: Any) -> Device:
+    """Open the device at a port path or URL (what ``phys.open`` calls for addresses).
+
+    A lab device's sizes are fixed by its firmware: ``n_in``, ``n_out`` and ``seed`` only
+    shape the fallback simulator (a :class:`~phys.PhysicalLayer` adapts to the device's
+    own sizes).
+
+    Args:
+        spec: ``serial:///dev/ttyACM0``, ``/dev/ttyUSB0``, ``COM3``, ``socket://host:port``.
+        fallback: A registered simulator to return, with a :class:`FallbackWarning`, when
+            the port cannot be opened or does not answer HELLO.
+        fallback_options: More options for the fallback simulator.
+        n_in, n_out, seed: Given to the fallback when it takes them.
+        **options: :class:`SerialDevice` options (``baudrate``, ``retries``, …).
+
+    Examples::
+
+        >>> import warnings, phys
+        >>> with warnings.catch_warnings(record=True):
+        ...     dev = phys.open("serial:///dev/no-such-port", fallback="cavity", n_in=4)
+        >>> dev.info.name, dev.info.n_in
+        ('cavity', 4)
+    """
+    hints = {"n_in": n_in, "n_out": n_out, "seed": seed}
+    try:
+        return SerialDevice(spec, **options)
+    except SerialDeviceError as err:
+        return _fallback(spec, fallback, err, hints, fallback_options)
+
+
+def _candidates(ports: Iterable[str] | None) -> list[str]:
+    if ports is not None:
+        return list(ports)
+    from serial.tools import list_ports
+
+    # USB devices only: probing every legacy UART is slow and talks to unknown hardware
+    return [p.device for p in sorted(list_ports.comports(), key=lambda p: p.device)
+            if p.vid is not None]
+
+
+def scan(ports: Iterable[str] | None = None, **options: Any) -> list[tuple[str, Any]]:
+    """Send HELLO to each port; ``[(port, DeviceInfo or error text), ...]``.
+
+    Args:
+        ports: Ports to probe; by default the USB serial ports ``serial.tools.list_ports``
+            finds.
+        **options: :class:`SerialDevice` options (by default one retry).
+    """
+    found: list[tuple[str, Any]] = []
+    for port in _candidates(ports):
+        try:
+            with SerialDevice(port, **{"retries": 1, **options}) as dev:
+                found.append((port, dev.info))
+        except SerialDeviceError as err:
+            found.append((port, str(err)))
+    return found
+
+
+def open_auto(spec: str = "auto", *, ports: Iterable[str] | None = None,
+              fallback: str | None = "cavity",
+              fallback_options: Mapping[str, Any] | None = None, n_in: int | None = None,
+              n_out: int | None = None, seed: int | None = None, **options: Any) -> Device:
+    """The first port that answers HELLO (``phys.open("auto")``); otherwise ``fallback``.
+
+    Args:
+        ports: Ports to probe in order; by default the USB serial ports found by
+            ``serial.tools.list_ports``.
+        fallback: Simulator used when no port answers (``None``: raise instead).
+        fallback_options, n_in, n_out, seed: As for :func:`open_address`.
+        **options: :class:`SerialDevice` options (by default one retry per port).
+    """
+    errors = []
+    for port in _candidates(ports):
+        try:
+            return SerialDevice(port, **{"retries": 1, **options})
+        except SerialDeviceError as err:
+            errors.append(str(err))
+    reason = SerialDeviceError("no serial device answered HELLO" + (
+        f" ({'; '.join(errors)})" if errors else " (no USB serial ports found)"))
+    return _fallback(spec, fallback, reason, {"n_in": n_in, "n_out": n_out, "seed": seed},
+                     fallback_options)
