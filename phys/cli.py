@@ -115,7 +115,46 @@ def _build_parser() -> argparse.ArgumentParser:
 
     devices = sub.add_parser("devices", help="list the registered devices and their info")
     devices.add_argument("--names", action="store_true", help="print names only")
+    devices.add_argument("--scan", action="store_true",
+                         help="probe serial ports for lab devices (HELLO) and list what answers")
+    devices.add_argument("--ports", nargs="+", metavar="PORT",
+                         help="with --scan: ports to probe (default: USB serial ports found)")
+    devices.add_argument("--baudrate", type=int, default=115200, help="with --scan")
+    _add_emulate_parser(sub)
     return parser
+
+
+def _add_emulate_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "emulate", help="serve a simulator as a virtual lab device on a pty or TCP port",
+        description="Serve the serial wire protocol, backed by a simulator, on a new "
+                    "pseudo-terminal (or a TCP port). Prints the port; then, from another "
+                    "shell: phys train --device serial://PORT. Stops on Ctrl-C.",
+    )
+    p.add_argument("--device", default="cavity", help="simulator behind the protocol")
+    p.add_argument("--device-option", "-o", type=_parse_option, action="append", default=[],
+                   metavar="KEY=VALUE", help="simulator option, e.g. -o n_in=16 -o n_out=8")
+    p.add_argument("--baud", type=int, default=115200, help="modelled line rate, bits/s")
+    p.add_argument("--settle", type=float, default=0.0, help="modelled settle s per sample")
+    p.add_argument("--conversion", type=float, default=0.0,
+                   help="modelled conversion s per sample")
+    p.add_argument("--turnaround", type=float, default=0.0,
+                   help="modelled firmware s per request")
+    p.add_argument("--realtime", action="store_true",
+                   help="answer when a real rig would (default: at once, on virtual time)")
+    p.add_argument("--faults", default="",
+                   help="e.g. drop=0.01,corrupt=0.01,duplicate=0.01,delay=0.05,reset=0.001,"
+                        "unplug=0.0001,delay_seconds=0.2")
+    p.add_argument("--fault-seed", type=int, default=0)
+    p.add_argument("--dtype", choices=["f32", "i16"], default="f32", help="values on the wire")
+    p.add_argument("--out-range", type=float, nargs=2, metavar=("MIN", "MAX"),
+                   help="span of i16 outputs (needed with --dtype i16)")
+    p.add_argument("--max-batch", type=int, default=256)
+    p.add_argument("--max-frame", type=int, help="largest body, bytes (default: fits max-batch)")
+    p.add_argument("--queue", type=int, default=4, help="frames the device input queue holds")
+    p.add_argument("--tcp", type=int, metavar="PORT", help="serve on TCP (0: any free port)")
+    p.add_argument("--port-file", help="also write the port to this file")
+    p.add_argument("--duration", type=float, help="stop after this many seconds")
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -145,9 +184,40 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_emulate(args: argparse.Namespace) -> int:
+    from phys.devices.emulator import serve
+
+    serve(args.device, dict(args.device_option), tcp=args.tcp, port_file=args.port_file,
+          duration=args.duration, baudrate=args.baud, settle=args.settle,
+          conversion=args.conversion, turnaround=args.turnaround, realtime=args.realtime,
+          faults=args.faults, fault_seed=args.fault_seed, dtype=args.dtype,
+          out_range=args.out_range, max_batch=args.max_batch, max_frame=args.max_frame,
+          queue=args.queue)
+    return 0
+
+
+def _cmd_scan(args: argparse.Namespace) -> int:
+    from phys.devices.serial import scan
+
+    found = scan(args.ports, baudrate=args.baudrate)
+    if not found:
+        print("no USB serial ports found")
+    for port, result in found:
+        if isinstance(result, str):
+            print(f"{port}  no lab device: {result}")
+        else:
+            x = result.extra
+            print(f"{port}  {result.name} (firmware {x.get('firmware')!r}) n_in={result.n_in} "
+                  f"n_out={result.n_out} range=[{result.in_min:g}, {result.in_max:g}] "
+                  f"{x.get('dtype')} max_batch={x.get('device_max_batch')}")
+    return 0
+
+
 def _cmd_devices(args: argparse.Namespace) -> int:
     from phys import registry
 
+    if args.scan:
+        return _cmd_scan(args)
     for name, target in registry.available().items():
         if args.names:
             print(name)
@@ -171,7 +241,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    handlers = {"train": _cmd_train, "compare": _cmd_compare, "devices": _cmd_devices}
+    handlers = {"train": _cmd_train, "compare": _cmd_compare, "devices": _cmd_devices,
+                "emulate": _cmd_emulate}
     try:
         return handlers[args.command](args)
     except (ValueError, TypeError, CLIError, FileNotFoundError, RuntimeError) as err:

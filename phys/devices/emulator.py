@@ -47,7 +47,7 @@ from phys.device import Device
 from phys.devices import protocol as P
 from phys.devices.responder import Responder
 
-__all__ = ["Emulator", "EmulatorStats", "Faults"]
+__all__ = ["Emulator", "EmulatorStats", "Faults", "serve"]
 
 #: Output held for a host that does not read, before further answers are thrown away.
 MAX_PENDING_OUTPUT = 4 << 20
@@ -340,6 +340,11 @@ class Emulator:
             self._thread.join(timeout=5)
         self._close_port()
 
+    def request_stop(self) -> None:
+        """Ask a running :meth:`serve_forever` to stop (safe from any thread or a signal
+        handler)."""
+        self._stop.set()
+
     def unplug(self) -> None:
         """Close the port as if the cable were pulled; the host's next read fails."""
         self.stats.unplugged = True
@@ -546,3 +551,47 @@ class Emulator:
             yield turn
             yield self.env.timeout(self._line_time(len(frame)))
         self._outbound(link, frame)
+
+
+def serve(device: str, device_options: dict[str, Any], *, tcp: int | None = None,
+          port_file: str | None = None, duration: float | None = None,
+          **options: Any) -> EmulatorStats:
+    """What ``phys emulate`` runs: open simulator ``device``, serve it on a new pty (or TCP
+    port ``tcp``), print the port and write it to ``port_file``; serve until Ctrl-C,
+    SIGTERM, an unplug fault or ``duration`` seconds. Returns the final stats."""
+    import signal
+
+    from phys import registry
+    from phys.atomic import write_text
+
+    backend = registry.open(device, **device_options)
+    try:
+        emulator = Emulator(backend, **options)
+        port = emulator.open_pty() if tcp is None else emulator.open_tcp(port=tcp)
+        r = emulator.responder
+        clock = "real time" if emulator.realtime else "virtual time"
+        print(f"serving {r.name} (n_in={r.n_in}, n_out={r.n_out}, {r.dtype}, max_batch="
+              f"{r.max_batch}) at {emulator.baudrate} baud, {clock}, on", flush=True)
+        print(port, flush=True)
+        if port_file:
+            write_text(port_file, port + "\n")
+        if duration is not None:
+            threading.Timer(duration, emulator.request_stop).start()
+        previous = signal.signal(signal.SIGTERM, lambda *_: emulator.request_stop()) \
+            if threading.current_thread() is threading.main_thread() else None
+        try:
+            emulator.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+        s, rs = emulator.stats, r.stats
+        print(f"{'unplugged' if s.unplugged else 'stopped'}: {s.frames_in} frames in, "
+              f"{s.frames_out} out, {rs.measured_samples} samples measured "
+              f"({rs.memory_answers} answers repeated from memory), lab time "
+              f"{s.lab_seconds:.3f} s" + (f", faults {s.faults}" if s.faults else ""),
+              flush=True)
+        return s
+    finally:
+        backend.close()
