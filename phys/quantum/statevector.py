@@ -16,6 +16,7 @@ import torch
 __all__ = [
     "angle_embedding",
     "apply_single",
+    "check_memory",
     "check_state_memory",
     "cnot_ring_permutation",
     "expval_z",
@@ -46,18 +47,20 @@ def _human(n_bytes: float) -> str:
     return f"{n_bytes:.3g} EiB"  # pragma: no cover
 
 
+def check_memory(need: int, what: str) -> None:
+    """``ValueError`` starting with ``what`` when ``need`` bytes exceed this machine's memory."""
+    have = _memory_bytes()
+    if have is not None and need > have:
+        raise ValueError(f"{what}: {_human(need)}; this machine has {_human(have)} of memory")
+
+
 def check_state_memory(n_qubits: int, batch: int = 1, *, dtype: torch.dtype = torch.complex64,
                        where: str = "state vector", copies: int = 1) -> None:
     """``ValueError`` when ``copies`` batched state vectors would not fit in this machine's
     memory, saying how much they would take."""
-    need = copies * state_bytes(n_qubits, batch, dtype)
-    have = _memory_bytes()
-    if have is not None and need > have:
-        raise ValueError(
-            f"{where}: {n_qubits} qubits need {_human(need)} for a batch of {batch} "
-            f"({copies} x 2**{n_qubits} amplitudes of {dtype}); this machine has "
-            f"{_human(have)} of memory"
-        )
+    check_memory(copies * state_bytes(n_qubits, batch, dtype),
+                 f"{where}: {n_qubits} qubits for a batch of {batch} need {copies} x 2**"
+                 f"{n_qubits} amplitudes of {dtype}")
 
 
 def angle_embedding(x: torch.Tensor, dtype: torch.dtype = torch.complex64) -> torch.Tensor:
