@@ -121,7 +121,32 @@ def _build_parser() -> argparse.ArgumentParser:
                          help="with --scan: ports to probe (default: USB serial ports found)")
     devices.add_argument("--baudrate", type=int, default=115200, help="with --scan")
     _add_emulate_parser(sub)
+    _add_swap_parser(sub)
     return parser
+
+
+def _add_swap_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "swap", help="swap classical layers for quantum ones level by level, train, compare",
+        description="Train the 'Let the Quantum Creep In' model at each replacement level "
+                    "(0: classical; 1: both convolutions quantum; 2: also the linear layer) "
+                    "on 32x32 images; print a table and write swap.csv, swap_epochs.csv and "
+                    "swap.png to --out.",
+    )
+    p.add_argument("--data", choices=["mnist", "fashion_mnist", "digits"], default="digits",
+                   help="dataset (digits: 8x8, resized to 28x28 and padded to 32x32)")
+    p.add_argument("--levels", type=int, nargs="+", choices=[0, 1, 2], default=[0, 1, 2])
+    p.add_argument("--seeds", type=int, default=3, help="runs per level (default: 3)")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--subset", type=int, help="train on this many training images")
+    p.add_argument("--test-subset", type=int, help="test on this many test images")
+    p.add_argument("--batch-size", type=int, default=200)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--reps", type=int, default=10,
+                   help="repetitions of the quantum linear layer (default: 10)")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    p.add_argument("--out", default="runs/swap", help="output directory (default: runs/swap)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def _add_emulate_parser(sub: Any) -> None:
@@ -155,6 +180,8 @@ def _add_emulate_parser(sub: Any) -> None:
     p.add_argument("--tcp", type=int, metavar="PORT", help="serve on TCP (0: any free port)")
     p.add_argument("--port-file", help="also write the port to this file")
     p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads for the simulator (default: 1)")
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -188,7 +215,7 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
     from phys.devices.emulator import serve
 
     serve(args.device, dict(args.device_option), tcp=args.tcp, port_file=args.port_file,
-          duration=args.duration, baudrate=args.baud, settle=args.settle,
+          duration=args.duration, threads=args.threads, baudrate=args.baud, settle=args.settle,
           conversion=args.conversion, turnaround=args.turnaround, realtime=args.realtime,
           faults=args.faults, fault_seed=args.fault_seed, dtype=args.dtype,
           out_range=args.out_range, max_batch=args.max_batch, max_frame=args.max_frame,
@@ -234,6 +261,24 @@ def _cmd_devices(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_swap(args: argparse.Namespace) -> int:
+    from phys.quantum.study import CSV, EPOCHS_CSV, PLOT, SwapConfig, run_study
+
+    config = SwapConfig(data=args.data, levels=args.levels, seeds=args.seeds,
+                        epochs=args.epochs, subset=args.subset, test_subset=args.test_subset,
+                        batch_size=args.batch_size, lr=args.lr, reps=args.reps)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise CLIError(f"--threads must be >= 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
+    _, table = run_study(config, args.out, progress=not args.no_progress)
+    print(table, end="")
+    print(f"wrote {args.out}/{CSV}, {EPOCHS_CSV}, {PLOT}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``phys`` console script; returns the exit status."""
     parser = _build_parser()
@@ -242,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     handlers = {"train": _cmd_train, "compare": _cmd_compare, "devices": _cmd_devices,
-                "emulate": _cmd_emulate}
+                "emulate": _cmd_emulate, "swap": _cmd_swap}
     try:
         return handlers[args.command](args)
     except (ValueError, TypeError, CLIError, FileNotFoundError, RuntimeError) as err:

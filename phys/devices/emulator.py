@@ -555,15 +555,21 @@ class Emulator:
 
 def serve(device: str, device_options: dict[str, Any], *, tcp: int | None = None,
           port_file: str | None = None, duration: float | None = None,
-          **options: Any) -> EmulatorStats:
+          threads: int | None = None, **options: Any) -> EmulatorStats:
     """What ``phys emulate`` runs: open simulator ``device``, serve it on a new pty (or TCP
     port ``tcp``), print the port and write it to ``port_file``; serve until Ctrl-C,
-    SIGTERM, an unplug fault or ``duration`` seconds. Returns the final stats."""
+    SIGTERM, an unplug fault or ``duration`` seconds; ``threads`` sets torch's thread
+    count for the simulator (a stand-in should not crowd the host). Returns the final
+    stats."""
     import signal
 
     from phys import registry
     from phys.atomic import write_text
 
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
     backend = registry.open(device, **device_options)
     try:
         emulator = Emulator(backend, **options)
