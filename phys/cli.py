@@ -144,7 +144,9 @@ def _add_swap_parser(sub: Any) -> None:
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--reps", type=int, default=10,
                    help="repetitions of the quantum linear layer (default: 10)")
-    p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    p.add_argument("--threads", type=int,
+                   help="torch threads (default: torch's choice; on cores busy with other "
+                        "work, 1 is often much faster)")
     p.add_argument("--out", default="runs/swap", help="output directory (default: runs/swap)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
