@@ -27,3 +27,19 @@ def test_drift_tracking_example_runs(tmp_path):
     frozen = float(final.split("frozen ")[1].split(";")[0])
     assert online > frozen  # the drift hurts the frozen network more
     assert (tmp_path / "drift.png").exists()
+
+
+def test_quantum_swap_example_runs():
+    import os
+
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "quantum_swap.py"), "--epochs", "2"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    results = [line for line in proc.stdout.splitlines() if "test accuracy" in line]
+    assert [line.split(":")[0] for line in results] == ["classical", "quantum conv",
+                                                         "quantum conv + linear"]
+    classical = float(results[0].split("test accuracy ")[1].split(",")[0])
+    assert classical > 0.3  # ten classes: chance is 0.1
