@@ -153,11 +153,13 @@ class Core:
         self.buf = bytearray()
         self.skipping = False
         self.last = None  # (seq, frame, answers) of the last request
+        self.greeted = False  # until HELLO, other requests get ERROR 8 "restarted"
         self.measured = 0  # samples measured since start
 
     def power_up(self):
         self.board.power_up()
         self.last = None
+        self.greeted = False
         self.boot = (self.boot + 1) & 0x7FFFFFFF
 
     def info(self):
@@ -217,7 +219,10 @@ class Core:
     def answer(self, msg_type, seq, payload):
         b = self.board
         if msg_type == HELLO:
+            self.greeted = True
             return [frame(INFO, seq, json.dumps(self.info()).encode())]
+        if not self.greeted:
+            return [error_frame(seq, HARDWARE, "restarted: send HELLO")]
         if msg_type == PING:
             if len(payload) > MAX_PING:
                 return [error_frame(seq, BAD_SIZE, "ping too long")]

@@ -61,7 +61,8 @@ class Faults:
         drop: A frame vanishes on the link (either direction).
         corrupt: 1 to 3 bits of a frame flip on the link.
         duplicate: A frame arrives twice.
-        delay: A frame arrives ``delay_seconds`` late (wall time).
+        delay: A frame arrives ``delay_seconds`` late (wall time); frames behind it on
+            the same line wait for it (a serial line never reorders).
         reset: The device restarts before handling a request: the request is lost, its
             settings and remembered answer are gone, its ``boot`` number changes.
         unplug: The port closes and the emulator stops.
@@ -257,6 +258,7 @@ class Emulator:
         self._links: dict[int, _Link] = {}
         self._next_link = 0
         self._wall: list[tuple[float, int, str, int, bytes]] = []  # delayed frames
+        self._held: dict[tuple[str, int], float] = {}  # a direction is held until then
         self._tick = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -431,13 +433,17 @@ class Emulator:
             return env.now
         return max(env.now, env.env_start + (now - env.real_start) / env.factor)
 
-    def _advance(self, now: float) -> None:
+    def _release(self, now: float) -> None:
+        """Let held frames whose time has come go on, in the order they were held."""
         while self._wall and self._wall[0][0] <= now:
             _, _, direction, link, frame = heapq.heappop(self._wall)
             if direction == "in":
                 self._submit(link, frame, now)
             else:
                 self._write_frame(link, frame)
+
+    def _advance(self, now: float) -> None:
+        self._release(now)
         env = self.env
         if self.realtime:
             until = self._model_time(now)
@@ -447,10 +453,19 @@ class Emulator:
             env.run()
         self.stats.lab_seconds = env.now
 
-    def _later(self, now: float, direction: str, link: int, frame: bytes) -> None:
+    def _pass(self, now: float, direction: str, link: int, frame: bytes, late: bool) -> bool:
+        """Hold ``frame`` when it is delayed, or when an earlier delayed frame is still held
+        in the same direction (a serial line never reorders); ``False`` if it passes now."""
+        self._release(now)  # frames held until now go first
+        key = (direction, link)
+        held = self._held.get(key, 0.0)
+        if not late and held <= now:
+            return False
+        release = max(held, now + self.faults.delay_seconds if late else now)
+        self._held[key] = release
         self._tick += 1
-        heapq.heappush(self._wall, (now + self.faults.delay_seconds, self._tick, direction,
-                                    link, frame))
+        heapq.heappush(self._wall, (release, self._tick, direction, link, frame))
+        return True
 
     def _hit(self, kind: str) -> bool:
         p = getattr(self.faults, kind)
@@ -473,9 +488,7 @@ class Emulator:
         copies = 2 if self._hit("duplicate") else 1
         late = self._hit("delay")
         for _ in range(copies):
-            if late:
-                self._later(now, "in", link, frame)
-            else:
+            if not self._pass(now, "in", link, frame, late):
                 self._submit(link, frame, now)
 
     def _outbound(self, link: int, frame: bytes) -> None:
@@ -486,10 +499,9 @@ class Emulator:
             frame = _corrupt(frame[:-1], self._rng) + b"\x00"
         copies = 2 if self._hit("duplicate") else 1
         late = self._hit("delay")
+        now = time.monotonic()
         for _ in range(copies):
-            if late:
-                self._later(time.monotonic(), "out", link, frame)
-            else:
+            if not self._pass(now, "out", link, frame, late):
                 self._write_frame(link, frame)
 
     def _write_frame(self, key: int, frame: bytes) -> None:

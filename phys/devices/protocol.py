@@ -34,7 +34,7 @@ __all__ = [
     "DTYPES", "ERROR", "ERROR_NAMES", "FrameError", "FrameSplitter", "HARDWARE", "HEADER",
     "HELLO", "INFO", "I16_MAX", "MAX_BODY", "MAX_ENCODED", "MAX_PING", "MIN_MAX_FRAME",
     "Message", "OUT_OF_RANGE", "PING", "PONG", "PROTOCOL_VERSION", "PayloadError", "QUERY",
-    "RESET", "RESULT", "SET", "TYPE_NAMES", "UNKNOWN_TYPE", "body_size", "decode_body",
+    "RESET", "RESTARTED", "RESULT", "SET", "TYPE_NAMES", "UNKNOWN_TYPE", "body_size", "decode_body",
     "decode_frame", "decode_values", "encode_body", "encode_frame", "encode_values",
     "error_payload", "info_payload", "parse_error", "parse_info", "parse_query",
     "parse_result", "parse_set", "query_payload", "result_payload", "rows_per_frame",
@@ -75,6 +75,9 @@ MAX_ENCODED = MAX_BODY + MAX_BODY // 254 + 1
 MIN_MAX_FRAME = 256
 #: Longest PING payload.
 MAX_PING = 64
+#: Text that starts the ERROR 8 a device answers, after power-up or RESET, to any request
+#: before the host's HELLO: the host then greets it again and restores its settings.
+RESTARTED = "restarted"
 DTYPES = ("f32", "i16")
 #: int16 full scale: -I16_MAX .. I16_MAX spans the value range.
 I16_MAX = 32767

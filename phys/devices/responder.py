@@ -6,8 +6,10 @@ measures QUERY batches on a backend :class:`~phys.Device` (any simulator), appli
 its settings (a gain and an offset per output channel), echoes PING, returns to the
 power-up state on RESET, refuses bad input with the protocol's error codes, and
 remembers its last answer so that a repeated request is answered without measuring
-again. It does no I/O and keeps no time: :class:`phys.devices.emulator.Emulator` adds
-the link, the timing model and the faults.
+again. After power-up (or RESET) it answers everything but HELLO with ERROR 8
+"restarted…", so a host notices a restart it did not ask for. It does no I/O and keeps
+no time: :class:`phys.devices.emulator.Emulator` adds the link, the timing model and the
+faults.
 """
 
 from __future__ import annotations
@@ -120,6 +122,7 @@ class Responder:
         self.gain = np.ones(self.n_out)
         self.offset = np.zeros(self.n_out)
         self._last: tuple[int, bytes, list[bytes]] | None = None
+        self.greeted = False  # until a HELLO, requests are answered ERROR 8 "restarted"
         self.boot = self._rng.randrange(1 << 31)
         self.stats.power_ups += 1
 
@@ -179,7 +182,11 @@ class Responder:
         seq = msg.seq
         try:
             if msg.type == P.HELLO:
+                self.greeted = True
                 return [P.encode_frame(P.INFO, seq, P.info_payload(self.info()))], 0
+            if not self.greeted:
+                raise P.PayloadError(P.HARDWARE, f"{P.RESTARTED}: settings are at their "
+                                                 f"power-up values; send HELLO")
             if msg.type == P.QUERY:
                 return self._query(seq, msg.payload)
             if msg.type == P.SET:

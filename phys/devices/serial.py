@@ -33,8 +33,8 @@ from phys.device import Device, DeviceInfo
 from phys.devices import protocol as P
 
 __all__ = [
-    "DEFAULT_BAUDRATE", "FallbackWarning", "LinkStats", "SerialDevice", "SerialDeviceError",
-    "SerialTimeout", "open_address", "open_auto", "scan",
+    "DEFAULT_BAUDRATE", "DeviceRestarted", "FallbackWarning", "LinkStats", "SerialDevice",
+    "SerialDeviceError", "SerialTimeout", "open_address", "open_auto", "scan",
 ]
 
 DEFAULT_BAUDRATE = 115200
@@ -52,6 +52,10 @@ class SerialDeviceError(RuntimeError):
 
 class SerialTimeout(SerialDeviceError, TimeoutError):
     """No valid answer after every retry."""
+
+
+class DeviceRestarted(SerialDeviceError):
+    """The device answered ERROR 8 "restarted": it lost its settings since the last HELLO."""
 
 
 class FallbackWarning(RuntimeWarning):
@@ -204,7 +208,12 @@ class SerialDevice(Device):
             raise ValueError(f"{self.port_name}: setting {name!r} value {v[i]!r} at index {i} "
                              f"is outside [{p['min']}, {p['max']}]")
         with self._lock:
-            self._send_set(p, v.tolist())
+            for _ in range(self.retries + 1):
+                try:
+                    return self._send_set(p, v.tolist())
+                except DeviceRestarted:
+                    self._recover()
+            raise SerialDeviceError(f"{self.port_name}: SET: the device kept restarting")
 
     def ping(self, data: bytes = b"") -> float:
         """Send PING with ``data`` (at most 64 bytes); returns the round trip in seconds."""
@@ -213,7 +222,7 @@ class SerialDevice(Device):
             raise ValueError(f"PING payload must be at most {P.MAX_PING} bytes, got {len(data)}")
         with self._lock:
             t0 = time.perf_counter()
-            msg = self._transact(P.PING, bytes(data), P.PONG, answer_len=len(data))
+            msg = self._request(P.PING, bytes(data), P.PONG, answer_len=len(data))
             if msg.payload != data:
                 raise SerialDeviceError(f"{self.port_name}: PONG seq={msg.seq} echoed "
                                         f"{msg.payload!r}, sent {bytes(data)!r}")
@@ -223,7 +232,7 @@ class SerialDevice(Device):
         """Send RESET; the device returns to its power-up state and is greeted again."""
         self._check_open()
         with self._lock:
-            self._transact(P.RESET, b"", P.ACK_RESET)
+            self._request(P.RESET, b"", P.ACK_RESET)
             self._settings.clear()
             self._hello(self.info.name)
 
@@ -237,7 +246,7 @@ class SerialDevice(Device):
         for _ in range(self.retries + 1):
             boot = self.info.extra.get("boot")
             resends = self.link.resends
-            msg = self._transact(P.QUERY, payload, P.RESULT, answer_len=answer_len, rows=rows)
+            msg = self._request(P.QUERY, payload, P.RESULT, answer_len=answer_len, rows=rows)
             if self.link.resends == resends or not self._settings or boot is None:
                 return self._decode_result(msg, rows)
             if not self._rebooted(boot):
@@ -245,6 +254,19 @@ class SerialDevice(Device):
             # the device restarted and measured with its power-up settings: measure again
         raise SerialDeviceError(f"{self.port_name}: QUERY seq={self._seq}: the device kept "
                                 f"restarting ({self.retries + 1} times in one query)")
+
+    def _request(self, msg_type: int, payload: bytes, expect: int, *, answer_len: int = 0,
+                 rows: int = 0) -> P.Message:
+        """:meth:`_transact`, greeting the device again (and restoring its settings)
+        whenever it says it restarted; the request then goes out afresh."""
+        for _ in range(self.retries + 1):
+            try:
+                return self._transact(msg_type, payload, expect, answer_len=answer_len,
+                                      rows=rows)
+            except DeviceRestarted:
+                self._recover()
+        raise SerialDeviceError(f"{self.port_name}: {P.TYPE_NAMES[msg_type]} seq={self._seq}: "
+                                f"the device kept restarting")
 
     def _lab_cost(self, n_samples: int) -> tuple[float, None]:
         """Measuring time from INFO's ``sample_time`` plus the bytes of the exchange."""
@@ -297,10 +319,24 @@ class SerialDevice(Device):
         if self.info.extra.get("boot") == boot:
             return False
         self.link.reboots += 1
+        self._restore()
+        return True
+
+    def _recover(self) -> None:
+        """The device restarted: greet it, check it is the same, restore its settings."""
+        self.link.reboots += 1
+        before = (self.info.n_in, self.info.n_out, self.info.in_min, self.info.in_max)
+        self._hello(self.info.name)
+        after = (self.info.n_in, self.info.n_out, self.info.in_min, self.info.in_max)
+        if after != before:
+            raise SerialDeviceError(f"{self.port_name}: the device came back from a restart "
+                                    f"with other sizes or range: {after} instead of {before}")
+        self._restore()
+
+    def _restore(self) -> None:
         by_index = {p["index"]: p for p in self.info.extra.get("params", [])}
         for index, values in list(self._settings.items()):
             self._send_set(by_index[index], values)
-        return True
 
     def _send_set(self, p: Mapping[str, Any], values: list[float]) -> None:
         payload = P.set_payload(p["index"], values, self.info.extra["dtype"], p["min"], p["max"])
@@ -368,6 +404,8 @@ class SerialDevice(Device):
                     if code == P.BAD_FRAME:  # our frame arrived damaged: send it again
                         self.link.device_errors += 1
                         return None
+                    if code == P.HARDWARE and text.startswith(P.RESTARTED):
+                        raise DeviceRestarted(f"{self.port_name}: {name} seq={seq}: {text}")
                     if code == P.BUSY:  # still measuring an earlier copy: wait once more
                         self.link.busy += 1
                         if not waited_busy:
