@@ -47,7 +47,8 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
                    help="phyll: every wrong label per sample, or one random wrong label")
     p.add_argument("--readout", choices=["goodness", "linear"], default="goodness")
     p.add_argument("--goodness", choices=["cosine", "meansquare"], default="cosine")
-    p.add_argument("--loss", choices=["contrast", "threshold"], default="contrast")
+    p.add_argument("--loss", choices=["contrast", "softmax", "threshold"], default="contrast",
+                   help="phyll: layer loss (softmax: cross-entropy over a sample's labels)")
     p.add_argument("--label-scale", type=float, default=3.0,
                    help="phyll: hot value of the one-hot label embedding")
     p.add_argument("--theta", type=float, default=8.0,

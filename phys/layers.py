@@ -120,10 +120,25 @@ class PhysicalLayer(nn.Module):
         with torch.no_grad():
             return self.device.query(self.encode(x.detach()))
 
-    def digital(self, measured: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """Trainable part on a measurement ``(B, n_out)`` and the layer input ``(B, in)``."""
-        features = torch.cat([rms_normalize(measured), rms_normalize(x)], dim=-1)
-        return _ACTIVATIONS[self.activation](self.linear(features))
+    def skip(self, x: torch.Tensor) -> torch.Tensor:
+        """The skip path's share of the linear map, ``W_x @ rms_normalize(x)``:
+        ``(B, in_features) -> (B, out_features)``, without the bias."""
+        return rms_normalize(x) @ self.linear.weight[:, self.device.info.n_out:].T
+
+    def digital(self, measured: torch.Tensor, x: torch.Tensor | None, *,
+                skip: torch.Tensor | None = None) -> torch.Tensor:
+        """Trainable part on a measurement ``(B, n_out)`` and the layer input ``(B, in)``.
+
+        ``skip``, when given, replaces ``self.skip(x)`` (and ``x`` may be ``None``): callers
+        whose rows share most of their inputs compute it more cheaply.
+        """
+        if skip is None:
+            if x is None:
+                raise ValueError("digital() needs the layer input x or its skip term")
+            skip = self.skip(x)
+        n_out = self.device.info.n_out
+        z = rms_normalize(measured) @ self.linear.weight[:, :n_out].T + skip + self.linear.bias
+        return _ACTIVATIONS[self.activation](z)
 
     def forward(self, x: torch.Tensor,
                 physics: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:

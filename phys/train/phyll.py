@@ -22,7 +22,7 @@ from phys.train.base import TrainConfig, Trainer
 __all__ = ["PhyLLConfig", "PhyLLNetwork", "PhyLLTrainer", "wrong_labels"]
 
 GOODNESS = ("cosine", "meansquare")
-LOSSES = ("contrast", "threshold")
+LOSSES = ("contrast", "softmax", "threshold")
 NEGATIVES = ("random", "all")
 READOUTS = ("goodness", "linear")
 
@@ -35,7 +35,9 @@ class PhyLLConfig(TrainConfig):
     Args:
         goodness: ``"cosine"`` (PhyLL: cos(y, xi) with a fixed random xi per layer) or
             ``"meansquare"`` (Hinton: mean(y^2)).
-        loss: ``"contrast"``: softplus(-theta (g_pos - g_neg)); ``"threshold"``:
+        loss: ``"contrast"``: softplus(-theta (g_pos - g_neg)) averaged over the
+            negatives; ``"softmax"``: cross-entropy of softmax(theta g) over the positive
+            and its negatives (equal to ``"contrast"`` with one negative); ``"threshold"``:
             Hinton's softplus(-(g_pos - threshold)) + softplus(g_neg - threshold).
         theta: Sharpness of the contrast loss (the PhyLL paper uses about 4; 8 is
             better on digits).
@@ -132,11 +134,44 @@ class PhyLLNetwork(nn.Module):
             return F.cosine_similarity(y, getattr(self, f"xi{i}").unsqueeze(0), dim=1, eps=1e-8)
         return y.square().mean(dim=1)
 
+    def embedded_skip(self, x: torch.Tensor, labels: torch.Tensor, repeats: int) -> torch.Tensor:
+        """The first layer's skip term for ``x`` with labels embedded, each sample's rows
+        sharing one product with the weights.
+
+        Equals ``layers[0].skip(embed(x.repeat_interleave(repeats, 0), labels))``: every
+        one-hot embedding has the same norm, so the normaliser is one per sample, and the
+        label adds one weight column. Trying ``k`` labels costs one ``(n_features, out)``
+        product per sample instead of ``k``.
+
+        Shape: ``(B, n_features), (B * repeats,) -> (B * repeats, out_features)``, rows
+        grouped per sample.
+        """
+        layer = self.layers[0]
+        weight = layer.linear.weight[:, layer.device.info.n_out:]
+        n = self.n_features + self.n_classes
+        norm = ((x.square().sum(dim=1) + self.label_scale**2) / n).add(1e-8).sqrt()
+        shared = (x @ weight[:, :self.n_features].T) / norm.unsqueeze(1)
+        label_columns = weight[:, self.n_features:].T[labels] * self.label_scale
+        return (shared.repeat_interleave(repeats, 0) + label_columns
+                / norm.repeat_interleave(repeats).unsqueeze(1))
+
+    def first_layer(self, x: torch.Tensor, labels: torch.Tensor, repeats: int) -> torch.Tensor:
+        """The first layer's output for ``x`` with ``labels`` embedded, with autograd on
+        its digital weights. One device query covers every row.
+
+        Shape: ``(B, n_features), (B * repeats,) -> (B * repeats, out_features)``.
+        """
+        layer = self.layers[0]
+        measured = layer.measure(self.embed(x.repeat_interleave(repeats, 0), labels))
+        return layer.digital(measured, None, skip=self.embedded_skip(x, labels, repeats))
+
     @torch.no_grad()
-    def goodness(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Per-layer goodness for ``x`` with ``labels`` embedded: ``(B, n_layers)``."""
-        h, scores = self.embed(x, labels), []
-        for i, layer in enumerate(self.layers):
+    def goodness(self, x: torch.Tensor, labels: torch.Tensor, repeats: int = 1) -> torch.Tensor:
+        """Per-layer goodness for each sample of ``x`` repeated ``repeats`` times with
+        ``labels`` embedded: ``(B, n_features), (B * repeats,) -> (B * repeats, n_layers)``."""
+        h = self.first_layer(x, labels, repeats)
+        scores = [self.layer_goodness(0, h)]
+        for i, layer in enumerate(self.layers[1:], start=1):
             h = layer(h)
             scores.append(self.layer_goodness(i, h))
         return torch.stack(scores, dim=1)
@@ -163,7 +198,7 @@ class PhyLLNetwork(nn.Module):
             raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
         b, c = x.shape[0], self.n_classes
         labels = torch.arange(c).repeat(b)
-        scores = self.goodness(x.repeat_interleave(c, dim=0), labels).sum(dim=1)
+        scores = self.goodness(x, labels, repeats=c).sum(dim=1)
         return scores.view(b, c).argmax(dim=1)
 
 
@@ -211,6 +246,9 @@ class PhyLLTrainer(Trainer):
         cfg = self.config
         if cfg.loss == "contrast":
             return F.softplus(-cfg.theta * (g_pos.unsqueeze(1) - g_neg)).mean()
+        if cfg.loss == "softmax":
+            logits = cfg.theta * torch.cat([g_pos.unsqueeze(1), g_neg], dim=1)
+            return F.cross_entropy(logits, logits.new_zeros(len(logits), dtype=torch.long))
         return F.softplus(cfg.threshold - g_pos).mean() + F.softplus(g_neg - cfg.threshold).mean()
 
     def train_step(self, x: torch.Tensor, labels: torch.Tensor) -> float:
@@ -218,13 +256,16 @@ class PhyLLTrainer(Trainer):
         net = self.network
         neg_labels, k = self._negatives(labels)
         b = x.shape[0]
-        h = torch.cat([net.embed(x, labels), net.embed(x.repeat_interleave(k, 0), neg_labels)])
-        total = 0.0
+        # rows: each sample with its own label, then its k wrong labels
+        rows = torch.cat([labels.unsqueeze(1), neg_labels.view(b, k)], dim=1).reshape(-1)
+        total, h = 0.0, x
         for i, (layer, opt) in enumerate(zip(net.layers, self.layer_optimizers, strict=True)):
-            measured = layer.measure(h)  # one device round trip for positives and negatives
-            out = layer.digital(measured, h)
-            g = net.layer_goodness(i, out)
-            loss = self._layer_loss(g[:b], g[b:].view(b, k))
+            if i == 0:  # one device round trip for positives and negatives
+                out = net.first_layer(x, rows, k + 1)
+            else:
+                out = layer.digital(layer.measure(h), h)
+            g = net.layer_goodness(i, out).view(b, k + 1)
+            loss = self._layer_loss(g[:, 0], g[:, 1:])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -87,11 +87,32 @@ def test_training_step_pairs_no_sample_with_its_own_label(negatives):
     trainer.train_step(x, y)
     embedded, labels = trainer.seen
     b = len(labels)
-    pos = embedded[:b].argmax(1)
-    neg = embedded[b:].argmax(1).view(b, -1)
+    rows = embedded.argmax(1).view(b, -1)  # each sample's own label, then its negatives
+    pos, neg = rows[:, 0], rows[:, 1:]
     assert torch.equal(pos, labels)
     assert (neg != labels.unsqueeze(1)).all()
     assert neg.shape[1] == (2 if negatives == "all" else 1)
+
+
+def test_first_layer_shares_the_feature_product_across_labels():
+    net = _network(n_classes=3)
+    x = torch.rand(4, 6)
+    labels = torch.tensor([0, 1, 2]).repeat(4)
+    embedded = net.embed(x.repeat_interleave(3, 0), labels)
+    expected = net.layers[0].skip(embedded)
+    assert torch.allclose(net.embedded_skip(x, labels, 3), expected, atol=1e-6)
+    assert torch.allclose(net.first_layer(x, labels, 3), net.layers[0](embedded), atol=1e-6)
+
+
+def test_softmax_loss_with_one_negative_is_the_contrast_loss():
+    g_pos, g_neg = torch.rand(7), torch.rand(7, 1)
+    losses = [PhyLLTrainer(_network(), PhyLLConfig(loss=kind))._layer_loss(g_pos, g_neg)
+              for kind in ("contrast", "softmax")]
+    assert torch.allclose(*losses)
+    g_neg = torch.rand(7, 4)  # several negatives: the two losses differ
+    losses = [PhyLLTrainer(_network(), PhyLLConfig(loss=kind))._layer_loss(g_pos, g_neg)
+              for kind in ("contrast", "softmax")]
+    assert not torch.allclose(*losses)
 
 
 def test_only_digital_weights_change_and_inputs_are_detached_between_layers():
@@ -125,6 +146,7 @@ def test_goodness_prediction_costs_one_query_per_class_and_linear_one():
 
 @pytest.mark.parametrize("goodness,loss,lr", [
     ("cosine", "contrast", 3e-3),
+    ("cosine", "softmax", 3e-3),
     ("meansquare", "threshold", 1e-2),  # mean(y^2) must first grow to the threshold
     ("meansquare", "contrast", 3e-3),
 ])
