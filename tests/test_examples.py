@@ -43,3 +43,16 @@ def test_quantum_swap_example_runs():
                                                          "quantum conv + linear"]
     classical = float(results[0].split("test accuracy ")[1].split(",")[0])
     assert classical > 0.3  # ten classes: chance is 0.1
+
+
+def test_lab_device_serial_example_runs():
+    # no --port: the example serves the virtual lab device on a pty itself, with faults
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "lab_device_serial.py"), "--epochs", "1"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("lab-cavity on /dev/")
+    accuracy = float(proc.stdout.split("test accuracy")[1].split(",")[0])
+    assert accuracy > 0.5
+    assert "link:" in proc.stdout

@@ -474,8 +474,10 @@ def _fallback(spec: str, fallback: str | None, reason: BaseException,
     params = inspect.signature(registry.load(fallback)).parameters
     taken = {k: v for k, v in hints.items() if v is not None and k in params}
     device = registry.open(fallback, **{**taken, **(fallback_options or {})})
-    warnings.warn(f"{spec}: {reason}; using the {fallback!r} simulator instead",
-                  FallbackWarning, stacklevel=3)
+    text = str(reason)
+    where = "" if text.startswith(spec) else f"{spec}: "
+    warnings.warn(f"{where}{text}; using the {fallback!r} simulator instead",
+                  FallbackWarning, stacklevel=4)  # points at the phys.open call
     return device
 
 
