@@ -3,6 +3,7 @@
 Copy physproto.py, circuit.py, pico_board.py and this file to the board (e.g.
 ``mpremote cp physproto.py circuit.py pico_board.py main.py :``) and reset it. The
 USB serial port then speaks the PHYS protocol instead of the REPL: nothing may print.
+To get the REPL back, tie GP22 to GND and power the board up.
 """
 
 import os
@@ -10,9 +11,13 @@ import select
 import sys
 
 import micropython
+from machine import Pin
 
 from physproto import Core
 from pico_board import PicoBoard
+
+if Pin(22, Pin.IN, Pin.PULL_UP).value() == 0:  # GP22 tied to GND at power-up: keep the REPL
+    raise SystemExit
 
 micropython.kbd_intr(-1)  # 0x03 is data here, not Ctrl-C
 
