@@ -1,0 +1,95 @@
+"""The host driver through a faulty link: queries completed, wrong results accepted,
+samples measured twice, and time lost, at 1 % and 10 % of each fault.
+
+The virtual lab device (``phys emulate``, virtual time, 1,000,000 baud) runs in its own
+process with one kind of fault at a time; ``drop``, ``corrupt``, ``duplicate`` and
+``delay`` strike frames in both directions, ``reset`` restarts the device before it
+handles a request. Delayed frames arrive ``--delay-seconds`` late, longer than the host's
+timeout, so each one is a late answer. Every query sends 4 distinct rows to a cavity
+(n_in=4, n_out=3) and every answer is compared with the simulator queried directly: a
+"wrong" answer is one the host accepted that differs. "Measured twice" is what the device
+measured beyond the samples the host received (resends answered from the device's
+memory do not count). Time lost is the wall time beyond the fault-free run.
+
+    .venv/bin/python bench/serial_faults.py [--queries 10000] [--rates 0.01 0.1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from _common import machine
+from _serial import emulate
+
+import phys
+from phys.devices.serial import SerialDevice, SerialDeviceError
+
+KINDS = ("drop", "corrupt", "duplicate", "delay", "reset")
+PHYSICS = {"n_in": 4, "n_out": 3, "seed": 0}
+ROWS = 4
+
+
+def run(faults: str, args: argparse.Namespace, batches: list[torch.Tensor],
+        expected: list[torch.Tensor]) -> dict:
+    options = [x for k, v in PHYSICS.items() for x in ("-o", f"{k}={v}")]
+    wrong = failed = 0
+    with emulate("--baud", "1000000", "--faults", faults, *options) as served:
+        dev = SerialDevice(served.port, baudrate=1_000_000, latency=args.latency,
+                           retries=args.retries)
+        t0 = time.perf_counter()
+        for x, expect in zip(batches, expected, strict=True):
+            try:
+                y = dev.query(x)
+            except SerialDeviceError:
+                failed += 1
+                continue
+            wrong += not torch.equal(y, expect)
+        elapsed = time.perf_counter() - t0
+        link, samples = dev.link, dev.stats.samples
+        dev.close()
+    return {"completed": len(batches) - failed, "failed": failed, "wrong": wrong,
+            "seconds": elapsed, "twice": (served.measured or 0) - samples,
+            "measured": served.measured, "resends": link.resends, "stale": link.stale,
+            "bad": link.bad_frames, "reboots": link.reboots}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--queries", type=int, default=10_000)
+    parser.add_argument("--rates", type=float, nargs="+", default=[0.01, 0.1])
+    parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
+    parser.add_argument("--latency", type=float, default=0.02,
+                        help="host's fixed timeout allowance, s (default 0.02)")
+    parser.add_argument("--retries", type=int, default=10)
+    parser.add_argument("--delay-seconds", type=float, default=0.05)
+    args = parser.parse_args(argv)
+
+    gen = torch.Generator().manual_seed(0)
+    batches = [torch.rand(ROWS, PHYSICS["n_in"], generator=gen) * 2 - 1
+               for _ in range(args.queries)]
+    reference = phys.open("cavity", **PHYSICS)
+    expected = [reference.query(x) for x in batches]
+    print(f"{machine()}; {args.queries} queries of {ROWS} rows per run, host latency "
+          f"{args.latency} s, {args.retries} retries, delay {args.delay_seconds} s")
+    print(f"{'fault':>10} {'rate':>5} {'completed':>10} {'failed':>7} {'wrong':>6} "
+          f"{'twice':>6} {'seconds':>8} {'lost s':>7} {'resends':>8} {'late':>6} "
+          f"{'damaged':>8} {'restarts':>9}")
+    base = None
+    runs = [("none", 0.0)] + [(k, r) for r in args.rates for k in args.kinds]
+    total_wrong = 0
+    for kind, rate in runs:
+        faults = "" if kind == "none" else f"{kind}={rate},delay_seconds={args.delay_seconds}"
+        r = run(faults, args, batches, expected)
+        base = r["seconds"] if base is None else base
+        total_wrong += r["wrong"]
+        print(f"{kind:>10} {rate:>5.0%} {r['completed']:>10} {r['failed']:>7} "
+              f"{r['wrong']:>6} {r['twice']:>6} {r['seconds']:>8.1f} "
+              f"{r['seconds'] - base:>7.1f} {r['resends']:>8} {r['stale']:>6} "
+              f"{r['bad']:>8} {r['reboots']:>9}", flush=True)
+    print(f"wrong results accepted in all runs: {total_wrong} (must be 0)")
+
+
+if __name__ == "__main__":
+    main()
