@@ -593,8 +593,10 @@ def serve(device: str, device_options: dict[str, Any], *, tcp: int | None = None
         print(port, flush=True)
         if port_file:
             write_text(port_file, port + "\n")
-        if duration is not None:
-            threading.Timer(duration, emulator.request_stop).start()
+        timer = threading.Timer(duration, emulator.request_stop) if duration else None
+        if timer is not None:
+            timer.daemon = True
+            timer.start()
         previous = signal.signal(signal.SIGTERM, lambda *_: emulator.request_stop()) \
             if threading.current_thread() is threading.main_thread() else None
         try:
@@ -602,6 +604,8 @@ def serve(device: str, device_options: dict[str, Any], *, tcp: int | None = None
         except KeyboardInterrupt:
             pass
         finally:
+            if timer is not None:
+                timer.cancel()
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
         s, rs = emulator.stats, r.stats

@@ -228,3 +228,16 @@ def test_bad_options_and_fault_text():
                 dict(dtype="f64"), dict(max_frame=100), dict(out_range=(1, 0))]:
         with pytest.raises(ValueError):
             Emulator(cavity, **bad)
+
+
+def test_emulate_command_serves_and_refuses_bad_options(tmp_path, capsys):
+    from phys.cli import main
+
+    assert main(["emulate", "--dtype", "i16", "-o", "n_in=2"]) == 2
+    assert "out_range" in capsys.readouterr().err
+    port_file = tmp_path / "port"
+    assert main(["emulate", "-o", "n_in=2", "-o", "n_out=2", "--port-file", str(port_file),
+                 "--duration", "0.3", "--tcp", "0"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].startswith("socket://127.0.0.1:") and port_file.read_text().strip() == out[1]
+    assert out[-1].startswith("stopped: 0 frames in")
