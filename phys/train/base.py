@@ -40,6 +40,9 @@ class TrainConfig:
         count_flops: Measure digital FLOPs of training with ``torch.utils.flop_counter``
             (slower; physical queries never count).
         seed: Seeds batch order and any sampling the trainer does.
+        train_eval_samples: Training accuracy after each epoch is measured on a fixed
+            random subset of this many training samples (``None``: all of them), since
+            evaluation queries the device too.
     """
 
     epochs: int = 10
@@ -49,11 +52,15 @@ class TrainConfig:
     weight_decay: float = 0.0
     count_flops: bool = False
     seed: int = 0
+    train_eval_samples: int | None = 10_000
 
     def __post_init__(self) -> None:
         for key in ("epochs", "batch_size"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.train_eval_samples is not None and self.train_eval_samples < 1:
+            raise ValueError(
+                f"train_eval_samples must be >= 1 or None, got {self.train_eval_samples}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.schedule not in SCHEDULES:
@@ -180,7 +187,8 @@ class Trainer(ABC):
             progress: Show a tqdm progress bar per epoch.
 
         Returns:
-            One metrics dict per epoch: ``epoch``, ``loss``, ``train_accuracy``,
+            One metrics dict per epoch: ``epoch``, ``loss``, ``train_accuracy`` (see
+            ``config.train_eval_samples``),
             ``test_accuracy`` (with a test set), ``seconds`` (of the epoch) and the
             running totals of :meth:`device_usage`.
         """
@@ -191,6 +199,10 @@ class Trainer(ABC):
 
         cfg = self.config
         n = x.shape[0]
+        train_eval = slice(None)
+        if cfg.train_eval_samples is not None and cfg.train_eval_samples < n:
+            pick = torch.Generator().manual_seed(cfg.seed)
+            train_eval = torch.randperm(n, generator=pick)[:cfg.train_eval_samples]
         while self.epoch < cfg.epochs:
             t0 = time.perf_counter()
             self._set_learning_rate()
@@ -209,7 +221,7 @@ class Trainer(ABC):
             row: dict[str, Any] = {
                 "epoch": self.epoch,
                 "loss": sum(losses) / len(losses),
-                "train_accuracy": self.evaluate(x, labels),
+                "train_accuracy": self.evaluate(x[train_eval], labels[train_eval]),
             }
             if x_test is not None:
                 row["test_accuracy"] = self.evaluate(x_test, labels_test)

@@ -236,3 +236,16 @@ def test_config_and_network_validation():
         PhyLLNetwork([a, b], 3)
     with pytest.raises(ValueError, match="at least one layer"):
         PhyLLNetwork([], 3)
+
+
+@pytest.mark.parametrize("subset,expected", [(20, 20), (None, 50), (500, 50)])
+def test_training_accuracy_is_measured_on_a_fixed_subset(subset, expected):
+    net = _network(n_classes=3)
+    trainer = PhyLLTrainer(net, PhyLLConfig(epochs=2, batch_size=25,
+                                            train_eval_samples=subset))
+    x, y = torch.rand(50, 6), torch.randint(0, 3, (50,))
+    trainer.fit(x, y)
+    # each epoch tries 3 labels on each evaluated sample, in both layers
+    assert trainer.device_usage()["eval_device_samples"] == 2 * expected * 3 * 2
+    with pytest.raises(ValueError, match="train_eval_samples"):
+        PhyLLConfig(train_eval_samples=0)
