@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="time per point (at least --min-queries queries)")
     parser.add_argument("--min-queries", type=int, default=3)
     args = parser.parse_args(argv)
+    torch.set_num_threads(1)  # the host only packs bytes: extra threads would spin
     print(f"{machine()}; pty, phys emulate --realtime, cavity n_in=n_out={N} "
           f"(n_scatterers=16), float32 values")
     worst_big = 1.0
