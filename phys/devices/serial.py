@@ -170,7 +170,7 @@ class SerialDevice(Device):
             raise SerialDeviceError(f"{port}: cannot open the port: {err}") from None
         except ValueError as err:
             self._closed = True
-            raise ValueError(f"{port}: bad serial option: {err}") from None
+            raise ValueError(f"{port}: bad port address or serial option: {err}") from None
         try:
             self._port.reset_input_buffer()
             self._write(b"\x00")  # ends any partial frame the device holds
