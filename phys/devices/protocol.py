@@ -92,9 +92,12 @@ class FrameError(ValueError):
     (a device answers ERROR 1 to it), else ``None``.
     """
 
-    def __init__(self, reason: str, seq: int | None = None) -> None:
+    def __init__(self, reason: str, seq: int | None = None,
+                 version: int | None = None) -> None:
         super().__init__(reason)
         self.seq = seq
+        #: set when the frame is sound (CRC correct) but of another protocol version
+        self.version = version
 
 
 class PayloadError(ValueError):
@@ -160,7 +163,8 @@ def decode_body(body: bytes) -> Message:
     if crc != zlib.crc32(body[:HEADER.size + length]):
         raise FrameError("CRC mismatch", seq)
     if version != PROTOCOL_VERSION:
-        raise FrameError(f"protocol version {version}, expected {PROTOCOL_VERSION}", seq)
+        raise FrameError(f"protocol version {version}, expected {PROTOCOL_VERSION}", seq,
+                         version)
     return Message(msg_type, seq, bytes(body[HEADER.size:HEADER.size + length]))
 
 

@@ -393,7 +393,12 @@ class SerialDevice(Device):
                 raw = self._unread.pop(0)
                 try:
                     msg = P.decode_frame(raw)
-                except P.FrameError:
+                except P.FrameError as err:
+                    if err.version is not None and err.seq == seq:
+                        raise SerialDeviceError(
+                            f"{self.port_name}: {name} seq={seq} answered in protocol "
+                            f"version {err.version} frames; this driver speaks protocol "
+                            f"{P.PROTOCOL_VERSION} only") from None
                     self.link.bad_frames += 1
                     continue
                 if msg.seq != seq:

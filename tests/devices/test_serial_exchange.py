@@ -157,6 +157,17 @@ def test_huge_garbage_is_skipped_without_unbounded_reads():
         assert dev._splitter.overflows == 1 and dev._splitter.pending == 0
 
 
+def test_a_device_framing_another_version_is_refused_clearly():
+    answer = frame(P.INFO, 1, info(protocol=2), version=2)
+    peer = ScriptedPeer([(b"\x00" + frame(P.HELLO, 1), answer)])
+    try:
+        with pytest.raises(SerialDeviceError, match="protocol version 2 frames"):
+            SerialDevice(peer.port, first_seq=0)
+    finally:
+        peer.finish()
+    assert not peer.errors
+
+
 @pytest.mark.parametrize("answer,message", [
     (info(protocol=2), "speaks protocol 2"),
     (info(n_out=0), "'n_out' must be a positive int"),
