@@ -106,6 +106,11 @@ class Trainer(ABC):
         self._eval_usage: dict[str, float] = {
             "device_queries": 0, "device_samples": 0, "device_wall_seconds": 0.0,
             "lab_seconds": 0.0, "joules": 0.0}
+        #: Runs every call that queries devices, as ``guard(kind, call)`` with ``kind``
+        #: ``"step"`` (a training step) or ``"predict"`` (a batch of :meth:`evaluate`);
+        #: :mod:`phys.runs` uses it to survive a device that stops answering.
+        self.guard: Callable[[str, Callable[[], Any]], Any] | None = None
+        self._progress: dict[str, Any] | None = None  # within an epoch: order, batches done
 
     # -- what a trainer implements ----------------------------------------------------
     @abstractmethod
@@ -162,10 +167,13 @@ class Trainer(ABC):
                 group["lr"] = group["initial_lr"] * factor
 
     def _step(self, x: torch.Tensor, labels: torch.Tensor) -> float:
-        if not self.config.count_flops:
-            return self.train_step(x, labels)
-        with self.flops.count():
-            return self.train_step(x, labels)
+        def step() -> float:
+            if not self.config.count_flops:
+                return self.train_step(x, labels)
+            with self.flops.count():
+                return self.train_step(x, labels)
+
+        return step() if self.guard is None else self.guard("step", step)
 
     def fit(
         self,
@@ -175,6 +183,7 @@ class Trainer(ABC):
         labels_test: torch.Tensor | None = None,
         *,
         on_epoch: Callable[[dict[str, float]], None] | None = None,
+        on_batch: Callable[[int], None] | None = None,
         progress: bool = False,
     ) -> list[dict[str, float]]:
         """Train until ``config.epochs`` epochs are done.
@@ -184,6 +193,8 @@ class Trainer(ABC):
             labels: Training labels ``(N,)``, int64 in ``0 .. C-1``.
             x_test, labels_test: Optional held-out set evaluated after every epoch.
             on_epoch: Called with each epoch's metrics.
+            on_batch: Called with the number of batches done in the epoch after each
+                step (:meth:`state_dict` then resumes after that batch).
             progress: Show a tqdm progress bar per epoch.
 
         Returns:
@@ -206,17 +217,28 @@ class Trainer(ABC):
         while self.epoch < cfg.epochs:
             t0 = time.perf_counter()
             self._set_learning_rate()
-            order = torch.randperm(n, generator=self.generator)
             starts = range(0, n, cfg.batch_size)
+            if self._progress is None:  # a new epoch
+                order, done, losses = torch.randperm(n, generator=self.generator), 0, []
+            else:  # resumed from a state taken within this epoch
+                order, done = self._progress["order"], int(self._progress["batches"])
+                losses, t0 = list(self._progress["losses"]), t0 - self._progress["seconds"]
+                if order.shape != (n,) or not 0 <= done <= len(starts):
+                    raise ValueError(f"the resumed epoch ordered {order.shape[0]} samples, "
+                                     f"this data has {n}")
             # updated by hand: a tqdm iterator closes itself before the epoch's metrics
-            bar = tqdm(total=len(starts), desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
-                       unit="batch", disable=not progress, dynamic_ncols=True)
-            losses = []
-            for start in starts:
+            bar = tqdm(total=len(starts), initial=done, unit="batch", disable=not progress,
+                       desc=f"epoch {self.epoch + 1}/{cfg.epochs}", dynamic_ncols=True)
+            for batch, start in enumerate(starts[done:], start=done + 1):
                 idx = order[start:start + cfg.batch_size]
                 losses.append(self._step(x[idx], labels[idx]))
+                self._progress = {"order": order, "batches": batch, "losses": losses,
+                                  "seconds": time.perf_counter() - t0}
                 bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
                 bar.update(1)
+                if on_batch is not None:
+                    on_batch(batch)
+            self._progress = None
             self.epoch += 1
             row: dict[str, Any] = {
                 "epoch": self.epoch,
@@ -246,7 +268,9 @@ class Trainer(ABC):
         before = self._device_totals()
         correct = 0
         for start in range(0, x.shape[0], batch_size):
-            pred = self.predict(x[start:start + batch_size])
+            chunk = x[start:start + batch_size]
+            pred = (self.predict(chunk) if self.guard is None
+                    else self.guard("predict", lambda chunk=chunk: self.predict(chunk)))
             correct += int((pred == labels[start:start + batch_size]).sum())
         after = self._device_totals()
         for key in self._eval_usage:
@@ -267,6 +291,9 @@ class Trainer(ABC):
             "eval_usage": dict(self._eval_usage),
             "config": self.config.as_dict(),
             "history": self.history,
+            # within an epoch: its sample order and the batches done (None between epochs)
+            "progress": None if self._progress is None else {
+                **self._progress, "losses": list(self._progress["losses"])},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -283,3 +310,6 @@ class Trainer(ABC):
         self.flops.total = int(state["digital_flops"])
         self._eval_usage = dict(state["eval_usage"])
         self.history = list(state["history"])
+        progress = state.get("progress")
+        self._progress = None if progress is None else {
+            **progress, "losses": list(progress["losses"])}
