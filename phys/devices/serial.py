@@ -70,7 +70,9 @@ class LinkStats:
     sent again with the same ``seq``, ``bad_frames`` answers dropped for COBS, CRC,
     version or length, ``stale`` valid answers dropped because their ``seq`` was not the
     one waited for, ``busy`` ERROR 5 answers, ``device_errors`` ERROR 1 (our frame arrived
-    damaged), ``reboots`` times the device was found to have restarted on its own.
+    damaged), ``reboots`` times the device was found to have restarted on its own,
+    ``reopens`` times the port was opened again after the link was lost
+    (:meth:`SerialDevice.reopen`).
     """
 
     requests: int = 0
@@ -81,6 +83,7 @@ class LinkStats:
     busy: int = 0
     device_errors: int = 0
     reboots: int = 0
+    reopens: int = 0
     bytes_sent: int = 0
     bytes_received: int = 0
 
@@ -151,6 +154,7 @@ class SerialDevice(Device):
             raise ValueError(f"first_seq must be 0..65535, got {first_seq}")
         self.port_name = port
         self.baudrate, self.retries, self.latency = baudrate, retries, float(latency)
+        self._serial_options = dict(serial_options)
         self.link = LinkStats()
         self._seq = int.from_bytes(os.urandom(2), "little") if first_seq is None else first_seq
         self._splitter = P.FrameSplitter()
@@ -162,22 +166,25 @@ class SerialDevice(Device):
         self.info = DeviceInfo(name=name or port, n_in=1, n_out=1, in_min=0.0, in_max=1.0,
                                max_batch=1)  # until INFO arrives
         try:
-            self._port = serial.serial_for_url(_port_url(port), baudrate=baudrate, timeout=0,
-                                               write_timeout=None, **serial_options)
-            self._fd = _fileno(self._port)
-        except (serial.SerialException, OSError) as err:
-            self._closed = True
-            raise SerialDeviceError(f"{port}: cannot open the port: {err}") from None
-        except ValueError as err:
-            self._closed = True
-            raise ValueError(f"{port}: bad port address or serial option: {err}") from None
-        try:
-            self._port.reset_input_buffer()
-            self._write(b"\x00")  # ends any partial frame the device holds
+            self._open_port()
             self._hello(name)
         except BaseException:
             self.close()
             raise
+
+    def _open_port(self) -> None:
+        port = self.port_name
+        try:
+            self._port = serial.serial_for_url(_port_url(port), baudrate=self.baudrate,
+                                               timeout=0, write_timeout=None,
+                                               **self._serial_options)
+            self._fd = _fileno(self._port)
+        except (serial.SerialException, OSError) as err:
+            raise SerialDeviceError(f"{port}: cannot open the port: {err}") from None
+        except ValueError as err:
+            raise ValueError(f"{port}: bad port address or serial option: {err}") from None
+        self._port.reset_input_buffer()
+        self._write(b"\x00")  # ends any partial frame the device holds
 
     # -- public -----------------------------------------------------------------------
     @property
@@ -214,6 +221,32 @@ class SerialDevice(Device):
                 except DeviceRestarted:
                     self._recover()
             raise SerialDeviceError(f"{self.port_name}: SET: the device kept restarting")
+
+    def reopen(self) -> None:
+        """Open the port again after the link was lost (cable pulled, device power-cycled):
+        greet the device, check that it has the same sizes and range, and restore the
+        settings made with :meth:`set`. :attr:`stats` and :attr:`link` keep counting.
+
+        Raises:
+            SerialDeviceError: the port cannot be opened, nothing answers HELLO, or another
+                kind of device answers.
+        """
+        self._check_open()
+        with self._lock:
+            self._close()
+            self._port, self._fd = None, None
+            self._splitter, self._unread = P.FrameSplitter(), []
+            self._open_port()
+            known = self.info
+            self._hello(known.name)
+            before = (known.n_in, known.n_out, known.in_min, known.in_max)
+            after = (self.info.n_in, self.info.n_out, self.info.in_min, self.info.in_max)
+            if after != before:
+                self.info = known
+                raise SerialDeviceError(f"{self.port_name}: another device answers: sizes and "
+                                        f"range {after} instead of {before}")
+            self._restore()
+            self.link.reopens += 1
 
     def ping(self, data: bytes = b"") -> float:
         """Send PING with ``data`` (at most 64 bytes); returns the round trip in seconds."""
