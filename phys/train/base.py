@@ -220,6 +220,8 @@ class Trainer(ABC):
             starts = range(0, n, cfg.batch_size)
             if self._progress is None:  # a new epoch
                 order, done, losses = torch.randperm(n, generator=self.generator), 0, []
+                self._progress = {"order": order, "batches": 0, "losses": losses,
+                                  "seconds": 0.0}
             else:  # resumed from a state taken within this epoch
                 order, done = self._progress["order"], int(self._progress["batches"])
                 losses, t0 = list(self._progress["losses"]), t0 - self._progress["seconds"]
@@ -238,10 +240,10 @@ class Trainer(ABC):
                 bar.update(1)
                 if on_batch is not None:
                     on_batch(batch)
-            self._progress = None
-            self.epoch += 1
+            # the epoch counts as done once evaluated: a state taken while evaluating
+            # resumes with the evaluation
             row: dict[str, Any] = {
-                "epoch": self.epoch,
+                "epoch": self.epoch + 1,
                 "loss": sum(losses) / len(losses),
                 "train_accuracy": self.evaluate(x[train_eval], labels[train_eval]),
             }
@@ -256,6 +258,8 @@ class Trainer(ABC):
                 ("loss", "loss"), ("train_accuracy", "train"), ("test_accuracy", "test"))
                 if key in row})
             bar.close()
+            self._progress = None
+            self.epoch += 1
             self.history.append(row)
             if on_epoch is not None:
                 on_epoch(row)
