@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from phys.layers import PhysicalLayer, check_chain
+from phys.layers import PhysicalLayer, check_chain, seeded_linear
 from phys.train.base import TrainConfig, Trainer
 
 __all__ = ["PhyLLConfig", "PhyLLNetwork", "PhyLLTrainer", "wrong_labels"]
@@ -118,7 +118,7 @@ class PhyLLNetwork(nn.Module):
         for i, layer in enumerate(layers):
             self.register_buffer(f"xi{i}", torch.randn(layer.out_features, generator=gen))
         width = sum(layer.out_features for layer in layers)
-        self.readout = nn.Linear(width, n_classes)
+        self.readout = seeded_linear(width, n_classes, gen)  # not the global RNG: reproducible
 
     def embed(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         """Append the label embedding; ``labels=None`` appends the neutral label."""
