@@ -101,6 +101,13 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--flops", dest="count_flops", action="store_true",
                        help="measure the digital FLOPs of training (slower)")
     train.add_argument("--out", default="runs/train", help="run directory (default: runs/train)")
+    train.add_argument("--resume", metavar="DIR",
+                       help="continue the run in DIR from its latest checkpoint (its options "
+                            "are taken from DIR; options given must match them)")
+    _add_run_options(train)
+    train.add_argument("--device-wait", type=float, default=300.0, metavar="SECONDS",
+                       help="how long to wait for a lab device that stops answering to come "
+                            "back, after saving the run (default: 300)")
 
     compare = sub.add_parser(
         "compare", help="run several trainers on one device and dataset, tabulate and plot",
@@ -123,7 +130,33 @@ def _build_parser() -> argparse.ArgumentParser:
     devices.add_argument("--baudrate", type=int, default=115200, help="with --scan")
     _add_emulate_parser(sub)
     _add_swap_parser(sub)
+    _add_sweep_parser(sub)
     return parser
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--overwrite", action="store_true",
+                   help="start again in an output directory that holds an unfinished run")
+    p.add_argument("--checkpoint-every", type=int, default=200, metavar="N",
+                   help="also save a checkpoint every N batches within an epoch (0: at epoch "
+                        "ends only; default: 200)")
+
+
+def _add_sweep_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "sweep", help="run a grid of phys train or phys swap runs as Ray tasks",
+        description="Run every point of the grid in SWEEP.toml as a Ray task (the code of "
+                    "phys train or phys swap, each point in its own run directory), on a "
+                    "local Ray or the cluster at --address; write sweep.csv, sweep.md and "
+                    "sweep.png. Finished points are skipped when the sweep runs again.",
+    )
+    p.add_argument("file", metavar="SWEEP.toml", help="the sweep: options and grid")
+    p.add_argument("--address", help="Ray cluster address, e.g. ray://head:10001 or auto "
+                                      "(default: start a local Ray)")
+    p.add_argument("--num-cpus", type=int,
+                   help="CPUs of the local Ray (default: all); ignored with --address")
+    p.add_argument("--out", help="sweep directory (default: the file's [sweep] out, or "
+                                 "runs/NAME for SWEEP.toml named NAME)")
 
 
 def _add_swap_parser(sub: Any) -> None:
@@ -148,7 +181,13 @@ def _add_swap_parser(sub: Any) -> None:
     p.add_argument("--threads", type=int,
                    help="torch threads (default: torch's choice; on cores busy with other "
                         "work, 1 is often much faster)")
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="seed of each level's first run (default: 0)")
     p.add_argument("--out", default="runs/swap", help="output directory (default: runs/swap)")
+    p.add_argument("--resume", metavar="DIR",
+                   help="continue the study in DIR: finished runs are kept, the others "
+                        "continue from their checkpoints")
+    _add_run_options(p)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -187,11 +226,68 @@ def _add_emulate_parser(sub: Any) -> None:
                    help="torch threads for the simulator (default: 1)")
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
-    from phys.experiment import run
+def _given(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[str]:
+    """The destinations of the options written out in ``argv`` (not left to defaults)."""
+    actions = parser._actions
+    defaults = [a.default for a in actions]
+    try:
+        for action in actions:
+            action.default = argparse.SUPPRESS
+        return set(vars(parser.parse_args(list(argv))))
+    finally:
+        for action, default in zip(actions, defaults, strict=True):
+            action.default = default
 
-    spec = _spec(args)
-    results = run(spec, out=args.out, progress=not args.no_progress)
+
+#: Options that say how to run, not what: they may differ when a run is resumed.
+RUN_OPTIONS = {"out", "resume", "overwrite", "checkpoint_every", "device_wait", "no_progress",
+               "threads"}
+
+
+def _resumed(args: argparse.Namespace, given: set[str], kind: str, cls: type,
+             build: Any) -> Any:
+    """The configuration saved in ``--resume DIR`` with the options given on the command
+    line put over it (the run then refuses any that differ, listing them)."""
+    from dataclasses import fields, replace
+
+    from phys.runs import RunDir
+
+    if "out" in given and args.out != args.resume:
+        raise CLIError("give the run directory once: --resume DIR, without --out")
+    saved = RunDir(args.resume).read_config()
+    if saved is None:
+        raise CLIError(f"--resume {args.resume}: no run there (no config.json)")
+    if saved.get("kind") != kind:
+        raise CLIError(f"--resume {args.resume}: that is a {saved.get('kind')!r} run, not a "
+                       f"{kind!r} run")
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(saved["config"]) - names)
+    if unknown:
+        raise CLIError(f"--resume {args.resume}: config.json has unknown options "
+                       f"{', '.join(unknown)}")
+    wanted = build(args)
+    rename = {"device_option": "device_options", "twin_option": "twin_options",
+              "data_option": "data_options"}
+    chosen = {rename.get(d, d) for d in given - RUN_OPTIONS} & names
+    return replace(cls(**saved["config"]), **{k: getattr(wanted, k) for k in chosen})
+
+
+def _cmd_train(args: argparse.Namespace, given: set[str] = frozenset()) -> int:
+    from phys.experiment import TrainSpec, run
+    from phys.runs import DeviceLost
+
+    out = args.out
+    if args.resume is not None:
+        spec, out = _resumed(args, given, "train", TrainSpec, _spec), args.resume
+    else:
+        spec = _spec(args)
+    try:
+        results = run(spec, out=out, progress=not args.no_progress,
+                      resume=args.resume is not None, overwrite=args.overwrite,
+                      checkpoint_every=args.checkpoint_every, device_wait=args.device_wait)
+    except DeviceLost as err:
+        print(f"phys: {err}", file=sys.stderr)
+        return 3
     lab = results.get("lab_seconds")
     print(f"train accuracy {results['train_accuracy']:.4f}  "
           f"test accuracy {results['test_accuracy']:.4f}  "
@@ -200,7 +296,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
           + (f"  estimated lab time {lab:.0f} s" if lab is not None else ""))
     if results.get("digital_flops") is not None:
         print(f"digital FLOPs of training {results['digital_flops']:.3g}")
-    print(f"wrote {args.out}/results.json, metrics.csv, curve.png, checkpoint.pt")
+    print(f"wrote {out}/results.json, metrics.csv, curve.png, checkpoint.pt")
     return 0
 
 
@@ -264,22 +360,47 @@ def _cmd_devices(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_swap(args: argparse.Namespace) -> int:
+def _swap_config(args: argparse.Namespace) -> Any:
+    from phys.quantum.study import SwapConfig
+
+    return SwapConfig(data=args.data, levels=args.levels, seeds=args.seeds,
+                      epochs=args.epochs, subset=args.subset, test_subset=args.test_subset,
+                      batch_size=args.batch_size, lr=args.lr, reps=args.reps,
+                      first_seed=args.first_seed)
+
+
+def _cmd_swap(args: argparse.Namespace, given: set[str] = frozenset()) -> int:
     from phys.quantum.study import CSV, EPOCHS_CSV, PLOT, SwapConfig, run_study
 
-    config = SwapConfig(data=args.data, levels=args.levels, seeds=args.seeds,
-                        epochs=args.epochs, subset=args.subset, test_subset=args.test_subset,
-                        batch_size=args.batch_size, lr=args.lr, reps=args.reps)
+    out = args.out
+    if args.resume is not None:
+        config, out = _resumed(args, given, "swap", SwapConfig, _swap_config), args.resume
+    else:
+        config = _swap_config(args)
     if args.threads is not None:
         if args.threads < 1:
             raise CLIError(f"--threads must be >= 1, got {args.threads}")
         import torch
 
         torch.set_num_threads(args.threads)
-    _, table = run_study(config, args.out, progress=not args.no_progress)
+    _, table = run_study(config, out, progress=not args.no_progress,
+                         resume=args.resume is not None, overwrite=args.overwrite,
+                         checkpoint_every=args.checkpoint_every)
     print(table, end="")
-    print(f"wrote {args.out}/{CSV}, {EPOCHS_CSV}, {PLOT}")
+    print(f"wrote {out}/{CSV}, {EPOCHS_CSV}, {PLOT}")
     return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from phys.sweep import load_sweep, run_sweep
+
+    sweep = load_sweep(args.file, out=args.out)
+    outcome = run_sweep(sweep, address=args.address, num_cpus=args.num_cpus,
+                        log=lambda text: print(text, flush=True))
+    print(outcome.table, end="")
+    print(f"{outcome.ran} run, {outcome.skipped} skipped (finished before), "
+          f"{outcome.failed} failed; wrote {sweep.out}/sweep.csv, sweep.md, sweep.png")
+    return 1 if outcome.failed else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -290,8 +411,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     handlers = {"train": _cmd_train, "compare": _cmd_compare, "devices": _cmd_devices,
-                "emulate": _cmd_emulate, "swap": _cmd_swap}
+                "emulate": _cmd_emulate, "swap": _cmd_swap, "sweep": _cmd_sweep}
     try:
+        if args.command in ("train", "swap") and args.resume is not None:
+            words = list(sys.argv[1:] if argv is None else argv)
+            command = parser._subparsers._group_actions[0].choices[args.command]
+            given = _given(command, words[words.index(args.command) + 1:])
+            return handlers[args.command](args, given)
         return handlers[args.command](args)
     except (ValueError, TypeError, CLIError, FileNotFoundError, RuntimeError) as err:
         print(f"phys: error: {err}", file=sys.stderr)

@@ -72,7 +72,7 @@ def compare(spec: TrainSpec, trainers: Sequence[str], out: str | Path, *,
     for name in trainers:
         collected: list[dict[str, Any]] = []
         result = run(replace(spec, trainer=name, count_flops=True), out=out / name,
-                     progress=progress, on_epoch=collected.append)
+                     progress=progress, on_epoch=collected.append, overwrite=True)
         results.append(result)
         histories[name] = collected
     table = markdown_table(results)

@@ -7,6 +7,7 @@ the same from Python.
 from __future__ import annotations
 
 import inspect
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -95,22 +96,28 @@ def open_layer_device(name: str, n_in: int, n_out: int, seed: int,
     return registry.open(name, **{**chosen, **options})
 
 
-def _open_devices(spec: TrainSpec, first_width: int, opened: list[Device]) -> list[Any]:
+#: ``opener(name, n_in, n_out, seed, options)``: how a layer's device is opened.
+Opener = Callable[[str, int, int, int, Mapping[str, Any]], Device]
+
+
+def _open_devices(spec: TrainSpec, first_width: int, opened: list[Device],
+                  opener: Opener = open_layer_device) -> list[Any]:
     """One :class:`~phys.PhysicalLayer` per layer; devices are appended to ``opened``."""
     from phys.layers import PhysicalLayer
 
     layers, width = [], first_width
     for i in range(spec.layers):
-        dev = open_layer_device(spec.device, width, spec.measurements, spec.seed + i,
-                                spec.device_options)
+        dev = opener(spec.device, width, spec.measurements, spec.seed + i, spec.device_options)
         opened.append(dev)
         layers.append(PhysicalLayer(dev, width, spec.hidden, seed=spec.seed + i))
         width = spec.hidden
     return layers
 
 
-def _twins(spec: TrainSpec, layers: list[Any], opened: list[Device]) -> tuple[list[Any], list]:
-    """PAT's twins, one per layer, and a note per twin for the results."""
+def _twins(spec: TrainSpec, layers: list[Any], opened: list[Device],
+           fit: bool = True) -> tuple[list[Any], list]:
+    """PAT's twins, one per layer, and a note per twin for the results (``fit=False``:
+    surrogates are left unfitted, for a checkpoint to fill)."""
     from phys.train.twin import SurrogateTwin
 
     twins, notes = [], []
@@ -128,18 +135,20 @@ def _twins(spec: TrainSpec, layers: list[Any], opened: list[Device]) -> tuple[li
             notes.append({"kind": "simulator", "options": dict(spec.twin_options)})
         else:
             twin = SurrogateTwin(dev.info, seed=spec.seed + i)
-            report = twin.fit(dev, n_samples=spec.twin_samples)
+            report = twin.fit(dev, n_samples=spec.twin_samples) if fit else {}
             notes.append({"kind": "surrogate", **report})
         twins.append(twin)
     return twins, notes
 
 
-def build(spec: TrainSpec, n_features: int, n_classes: int,
-          opened: list[Device]) -> tuple[Any, dict[str, Any]]:
+def build(spec: TrainSpec, n_features: int, n_classes: int, opened: list[Device], *,
+          opener: Opener = open_layer_device, fit_twins: bool = True
+          ) -> tuple[Any, dict[str, Any]]:
     """The trainer ``spec`` asks for, and extra facts for the results.
 
     Devices (and simulator twins) are appended to ``opened`` as they open, so the caller
-    can close them whatever happens.
+    can close them whatever happens. ``opener`` opens each layer's device;
+    ``fit_twins=False`` leaves PAT's surrogate twins unfitted (a checkpoint restores them).
     """
     from phys.train.base import TrainConfig
 
@@ -152,14 +161,14 @@ def build(spec: TrainSpec, n_features: int, n_classes: int,
         config = PhyLLConfig(**common, negatives=spec.negatives, readout=spec.readout,
                              goodness=spec.goodness, loss=spec.loss,
                              label_scale=spec.label_scale, theta=spec.theta)
-        layers = _open_devices(spec, n_features + n_classes, opened)
+        layers = _open_devices(spec, n_features + n_classes, opened, opener)
         network = PhyLLNetwork(layers, n_classes, label_scale=spec.label_scale,
                                goodness=spec.goodness, seed=spec.seed)
         return PhyLLTrainer(network, config), {}
 
     from phys.train.network import PhysicalClassifier
 
-    layers = _open_devices(spec, n_features, opened)
+    layers = _open_devices(spec, n_features, opened, opener)
     network = PhysicalClassifier(layers, n_classes, seed=spec.seed)
     if spec.trainer == "backprop":
         from phys.train.backprop import BackpropTrainer
@@ -167,33 +176,88 @@ def build(spec: TrainSpec, n_features: int, n_classes: int,
         return BackpropTrainer(network, TrainConfig(**common)), {}
     from phys.train.pat import PATTrainer
 
-    twins, notes = _twins(spec, layers, opened)
+    twins, notes = _twins(spec, layers, opened, fit_twins)
     return PATTrainer(network, twins, TrainConfig(**common)), {"twins": notes}
 
 
 def run(spec: TrainSpec, *, out: str | Path | None = None, progress: bool = False,
-        on_epoch: Callable[[dict[str, float]], None] | None = None) -> dict[str, Any]:
-    """Train as ``spec`` says; write the run's files to ``out`` when given.
+        on_epoch: Callable[[dict[str, float]], None] | None = None, resume: bool = False,
+        overwrite: bool = False, checkpoint_every: int | None = 200,
+        device_wait: float = 300.0, opener: Opener | None = None,
+        resume_hint: str | None = None) -> dict[str, Any]:
+    """Train as ``spec`` says; with ``out``, keep the run's files there (see
+    :mod:`phys.runs`): config, a checkpoint after every epoch and every
+    ``checkpoint_every`` batches, metrics, and at the end results, curve and checkpoint.
+
+    Args:
+        spec: What to train.
+        out: Run directory.
+        progress: Show progress bars.
+        on_epoch: Called with each epoch's metrics.
+        resume: Continue the run in ``out`` from its latest readable checkpoint; ``spec``
+            must be the run's own (the error lists any difference).
+        overwrite: Start again in an ``out`` that holds an unfinished run.
+        checkpoint_every: Batches between checkpoints within an epoch (0: epoch ends only).
+        device_wait: Seconds to wait for a lab device that stops answering to come back
+            (the run is saved first); then :class:`phys.runs.DeviceLost` is raised.
+        opener: Opens each layer's device (default :func:`open_layer_device`).
+        resume_hint: The command that continues this run, for messages.
 
     Returns:
         The results dict written to ``results.json``.
 
     Raises:
-        ValueError: unknown dataset, device or trainer, bad options, or a trainer that
-            needs gradients the device cannot give - before any query.
+        ValueError: unknown dataset, device or trainer, bad options, a trainer that
+            needs gradients the device cannot give, or a run directory that does not fit
+            (``--resume`` of another configuration, an unfinished run without ``resume``
+            or ``overwrite``) - before any query.
+        phys.runs.DeviceLost: a device stopped answering for longer than ``device_wait``.
     """
-    from phys import data
+    from phys import data, runs
     from phys.report import write_run
 
-    registry.factory(spec.device)  # unknown device: fail before loading data
+    config = runs.jsonable(vars(spec))
+    run_dir = None if out is None else runs.RunDir(out)
+    if run_dir is None and resume:
+        raise ValueError("resume needs the run directory (out)")
+    if run_dir is not None:
+        run_dir.check("train", config, resume=resume, overwrite=overwrite)
+    if opener is None:
+        registry.factory(spec.device)  # unknown device: fail before loading data
     dataset = data.load(spec.data, **spec.data_options)
+    state = run_dir.load()[0] if resume and run_dir is not None else None
+    if state is not None and state.get("kind") != "train":
+        raise runs.CheckpointError(f"{run_dir.path}: the checkpoint is not a phys train run's")
+    hint = resume_hint or f"phys train --resume {out}"
     opened: list[Device] = []
     try:
-        trainer, extra = build(spec, dataset.n_features, dataset.n_classes, opened)
+        trainer, extra = build(spec, dataset.n_features, dataset.n_classes, opened,
+                               opener=opener or open_layer_device, fit_twins=state is None)
+        before = 0.0
+        if state is not None:
+            runs.restore_train(trainer, state)
+            extra, before = dict(state["extra"]), float(state["seconds"])
+        keeper = None
         t0 = time.perf_counter()
+        if run_dir is not None:
+            run_dir.start("train", config, fresh=state is None)
+            batches = math.ceil(dataset.x_train.shape[0] / spec.batch_size)
+            keeper = runs.Keeper(run_dir, lambda: runs.train_state(
+                trainer, config, extra, before + time.perf_counter() - t0),
+                every=checkpoint_every, batches=batches)
+        trainer.guard = runs.device_guard(trainer, keeper, wait=device_wait, resume_hint=hint)
+
+        def epoch_done(row: dict[str, float]) -> None:
+            if keeper is not None:
+                keeper.save()
+                run_dir.write_metrics(trainer.history)
+            if on_epoch is not None:
+                on_epoch(row)
+
         history = trainer.fit(dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test,
-                              progress=progress, on_epoch=on_epoch)
-        seconds = time.perf_counter() - t0
+                              progress=progress, on_epoch=epoch_done,
+                              on_batch=None if keeper is None else keeper.on_batch)
+        seconds = before + time.perf_counter() - t0
         results = {
             "trainer": spec.trainer,
             "test_accuracy": history[-1]["test_accuracy"],
@@ -205,9 +269,12 @@ def run(spec: TrainSpec, *, out: str | Path | None = None, progress: bool = Fals
             "device_info": [layer.device.info.as_dict() for layer in trainer.network.layers],
             "config": dict(vars(spec)),
         }
-        if out is not None:
+        if keeper is not None:
+            results["checkpoints"] = {"saved": keeper.saves, "seconds": keeper.seconds,
+                                      "resumed_from_epoch": None if state is None
+                                      else int(state["epoch"])}
             title = f"{spec.trainer} on {spec.device} / {spec.data}"
-            write_run(out, results, history, trainer.state_dict(), title=title)
+            write_run(out, results, history, None, title=title)
         return results
     finally:
         for dev in opened:

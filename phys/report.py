@@ -66,13 +66,17 @@ def save_checkpoint(state: Mapping[str, Any], path: Path) -> None:
 
 
 def write_run(out: str | Path, results: Mapping[str, Any],
-              history: Sequence[Mapping[str, Any]], state: Mapping[str, Any],
+              history: Sequence[Mapping[str, Any]], state: Mapping[str, Any] | None,
               title: str = "") -> dict[str, Path]:
-    """Write every file of a run into ``out`` (created if missing); returns their paths."""
+    """Write every file of a run into ``out`` (created if missing); returns their paths.
+
+    ``state=None`` writes no checkpoint (one kept by :class:`phys.runs.RunDir` is there).
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {name: out / name for name in (RESULTS, METRICS, CURVE, CHECKPOINT)}
-    save_checkpoint(state, paths[CHECKPOINT])
+    if state is not None:
+        save_checkpoint(state, paths[CHECKPOINT])
     atomic.write_text(paths[METRICS], metrics_csv(history))
     plot_curve(history, paths[CURVE], title)
     atomic.write_json(paths[RESULTS], dict(results))

@@ -10,6 +10,7 @@ Adam with cross-entropy on the logits, as in the paper's code (lr 5e-4, batch 20
 from __future__ import annotations
 
 import io
+import json
 import math
 import statistics
 import time
@@ -41,13 +42,14 @@ class SwapConfig:
     Args:
         data: ``"mnist"``, ``"fashion_mnist"`` or ``"digits"``.
         levels: Replacement levels to train (0, 1, 2).
-        seeds: Runs per level, seeded ``0 .. seeds - 1``.
+        seeds: Runs per level, seeded ``first_seed .. first_seed + seeds - 1``.
         epochs: Training epochs per run.
         subset: Train on this many training images (a fixed random choice) instead of all.
         test_subset: Test on this many test images instead of all.
         batch_size: Training batch size.
         lr: Adam learning rate.
         reps: Repetitions of the quantum linear layer.
+        first_seed: Seed of the first run of each level.
     """
 
     data: str = "mnist"
@@ -59,6 +61,7 @@ class SwapConfig:
     batch_size: int = 200
     lr: float = 5e-4
     reps: int = 10
+    first_seed: int = 0
 
     def __post_init__(self) -> None:
         if self.data not in DATASETS:
@@ -71,6 +74,10 @@ class SwapConfig:
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"swap study: {key} must be an int >= 1, got {value!r}")
+        if (isinstance(self.first_seed, bool) or not isinstance(self.first_seed, int)
+                or self.first_seed < 0):
+            raise ValueError(f"swap study: first_seed must be an int >= 0, "
+                             f"got {self.first_seed!r}")
         for key in ("subset", "test_subset"):
             value = getattr(self, key)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)
@@ -129,24 +136,59 @@ def _accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
     return correct / len(x)
 
 
+def _swap_state(model: torch.nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator,
+                epoch: int, progress: dict[str, Any] | None,
+                history: list[dict[str, Any]]) -> dict[str, Any]:
+    from phys.runs import FORMAT, VERSION, rng_state
+
+    return {"format": FORMAT, "version": VERSION, "kind": "swap", "model": model.state_dict(),
+            "optimizer": opt.state_dict(), "generator": gen.get_state(), "epoch": epoch,
+            "progress": progress, "history": list(history), "rng": rng_state()}
+
+
 def train_level(level: int, seed: int, images: tuple[torch.Tensor, ...], config: SwapConfig,
-                step: Callable[[dict[str, Any]], None] | None = None
+                step: Callable[[dict[str, Any]], None] | None = None, *,
+                run: Any = None, resume: bool = False, checkpoint_every: int | None = None
                 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Train one :class:`HybridNet`; returns its result row and one row per epoch.
 
-    ``step`` is called after every optimiser step (for a progress bar).
+    ``step`` is called after every optimiser step (for a progress bar). With ``run`` (a
+    :class:`phys.runs.RunDir`) a checkpoint is saved after every epoch and every
+    ``checkpoint_every`` steps; ``resume`` continues from the latest one.
     """
+    from phys.runs import restore_rng
+
     x_tr, y_tr, x_te, y_te = images
     torch.manual_seed(seed)
     model = HybridNet(level, reps=config.reps)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     gen = torch.Generator().manual_seed(seed)
     history: list[dict[str, Any]] = []
-    for epoch in range(1, config.epochs + 1):
+    first, progress = 1, None
+    if resume:
+        state, _ = run.load()
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        gen.set_state(state["generator"])
+        restore_rng(state["rng"])
+        first, progress, history = int(state["epoch"]) + 1, state["progress"], state["history"]
+        if step is not None:
+            done = (first - 1) * math.ceil(len(x_tr) / config.batch_size)
+            step({"level": level, "seed": seed, "epoch": first,
+                  "steps": done + (progress["batches"] if progress else 0)})
+    every = checkpoint_every or 0
+    for epoch in range(first, config.epochs + 1):
         t0 = time.perf_counter()
-        order = torch.randperm(len(x_tr), generator=gen)
-        total_loss, correct = 0.0, 0
-        for start in range(0, len(x_tr), config.batch_size):
+        if progress is None:
+            order = torch.randperm(len(x_tr), generator=gen)
+            done, total_loss, correct = 0, 0.0, 0
+        else:  # resumed within this epoch
+            order, done = progress["order"], int(progress["batches"])
+            total_loss, correct = float(progress["loss_sum"]), int(progress["correct"])
+            t0 -= float(progress["seconds"])
+            progress = None
+        starts = range(0, len(x_tr), config.batch_size)
+        for batch, start in enumerate(starts[done:], start=done + 1):
             idx = order[start:start + config.batch_size]
             logits = model(x_tr[idx])
             loss = F.cross_entropy(logits, y_tr[idx])
@@ -158,10 +200,17 @@ def train_level(level: int, seed: int, images: tuple[torch.Tensor, ...], config:
             correct += int((logits.argmax(1) == y_tr[idx]).sum())
             if step is not None:
                 step({"level": level, "seed": seed, "epoch": epoch, "loss": value})
+            if run is not None and every and batch % every == 0 and batch < len(starts):
+                run.save(_swap_state(model, opt, gen, epoch - 1, {
+                    "order": order, "batches": batch, "loss_sum": total_loss,
+                    "correct": correct, "seconds": time.perf_counter() - t0}, history))
         history.append({"level": level, "seed": seed, "epoch": epoch,
                         "train_loss": total_loss / len(x_tr),
                         "train_accuracy": correct / len(x_tr),
                         "seconds": time.perf_counter() - t0})
+        if run is not None:
+            run.save(_swap_state(model, opt, gen, epoch, None, history))
+            run.write_metrics(history)
     row = {
         "data": config.data, "level": level, "swapped": SWAPPED[level], "seed": seed,
         "epochs": config.epochs, "train_images": len(x_tr), "test_images": len(x_te),
@@ -248,35 +297,66 @@ def _plot(summary: Sequence[dict[str, Any]], epochs: Sequence[dict[str, Any]], p
     atomic.write_bytes(path, buf.getvalue())
 
 
-def run_study(config: SwapConfig, out: str | Path, *,
-              progress: bool = False) -> tuple[list[dict[str, Any]], str]:
+def run_study(config: SwapConfig, out: str | Path, *, progress: bool = False,
+              resume: bool = False, overwrite: bool = False,
+              checkpoint_every: int | None = 200) -> tuple[list[dict[str, Any]], str]:
     """Train every level and seed; write ``swap.csv`` (one row per run),
-    ``swap_epochs.csv`` (one row per epoch) and ``swap.png`` into ``out``.
+    ``swap_epochs.csv`` (one row per epoch), ``swap.png`` and ``results.json`` into ``out``.
+
+    Each run keeps a run directory ``out/runs/level{L}-seed{S}`` (see :mod:`phys.runs`)
+    with a checkpoint after every epoch and every ``checkpoint_every`` steps; ``resume``
+    skips the finished runs and continues the others from their checkpoints.
 
     Returns:
         The per-run rows and the summary table (Markdown).
+
+    Raises:
+        ValueError: ``resume`` of a study with another configuration (the message lists
+            the differences), or an unfinished study in ``out`` without ``resume`` or
+            ``overwrite``.
     """
     from tqdm.auto import tqdm
 
     from phys.report import metrics_csv
+    from phys.runs import RunDir, jsonable
 
+    out = Path(out)
+    top = RunDir(out)
+    settings = jsonable(vars(config))
+    runs = {(level, seed): RunDir(out / "runs" / f"level{level}-seed{seed}")
+            for level in config.levels
+            for seed in range(config.first_seed, config.first_seed + config.seeds)}
+    saved = any(r.has_checkpoint() or r.finished() for r in runs.values())
+    top.check("swap", settings, resume=resume, overwrite=overwrite, command="phys swap",
+              saved=saved)
     images = load_images(config.data, subset=config.subset, test_subset=config.test_subset)
+    top.start("swap", settings, fresh=not resume)
     steps = math.ceil(len(images[0]) / config.batch_size)
-    total = len(config.levels) * config.seeds * config.epochs * steps
+    total = len(runs) * config.epochs * steps
     rows, epochs = [], []
     with tqdm(total=total, disable=not progress, unit="step", dynamic_ncols=True) as bar:
         def step(info: dict[str, Any]) -> None:
             bar.set_description(f"level {info['level']} seed {info['seed']} "
                                 f"epoch {info['epoch']}", refresh=False)
-            bar.set_postfix(loss=f"{info['loss']:.3f}", refresh=False)
-            bar.update(1)
+            if "loss" in info:
+                bar.set_postfix(loss=f"{info['loss']:.3f}", refresh=False)
+            bar.update(info.get("steps", 1))
 
-        for level in config.levels:
-            for seed in range(config.seeds):
-                row, history = train_level(level, seed, images, config, step)
-                rows.append(row)
-                epochs += history
-    out = Path(out)
+        for (level, seed), run in runs.items():
+            if resume and run.finished():
+                done = json.loads(run.results.read_text())
+                row, history = done["row"], done["history"]
+                bar.update(config.epochs * steps)
+            else:
+                again = resume and run.has_checkpoint()
+                if not again:
+                    run.start("swap-run", {**settings, "level": level, "seed": seed},
+                              fresh=True)
+                row, history = train_level(level, seed, images, config, step, run=run,
+                                           resume=again, checkpoint_every=checkpoint_every)
+                atomic.write_json(run.results, {"row": row, "history": history})
+            rows.append(row)
+            epochs += history
     out.mkdir(parents=True, exist_ok=True)
     atomic.write_text(out / CSV, metrics_csv(rows))
     atomic.write_text(out / EPOCHS_CSV, metrics_csv(epochs))
@@ -284,5 +364,5 @@ def run_study(config: SwapConfig, out: str | Path, *,
     title = (f"HybridNet on {config.data}: {config.epochs} epoch(s), {len(images[0])} train "
              f"images, {config.seeds} seed(s)")
     _plot(summary, epochs, out / PLOT, title, config.data)
+    atomic.write_json(top.results, {"rows": rows, "summary": summary})
     return rows, format_table(summary, config.data)
-
