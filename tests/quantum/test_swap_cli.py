@@ -11,14 +11,7 @@ from phys.cli import main
 from phys.quantum.study import SwapConfig, format_table, load_images, summarize
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
-def test_phys_swap_on_digits_writes_table_csv_and_plot(tmp_path, capsys, one_thread) -> None:
+def test_phys_swap_on_digits_writes_table_csv_and_plot(tmp_path, capsys) -> None:
     out = tmp_path / "swap"
     status = main(["swap", "--data", "digits", "--levels", "0", "1", "2", "--seeds", "2",
                    "--epochs", "2", "--subset", "60", "--test-subset", "50", "--batch-size",
@@ -42,8 +35,7 @@ def test_phys_swap_on_digits_writes_table_csv_and_plot(tmp_path, capsys, one_thr
     assert not list(out.glob(".*.tmp"))  # atomic writes leave no temporary files
 
 
-def test_level_zero_learns_digits(tmp_path, one_thread) -> None:
-    torch.set_num_threads(1)
+def test_level_zero_learns_digits(tmp_path) -> None:
     from phys.quantum.study import run_study
 
     rows, _ = run_study(SwapConfig(data="digits", levels=(0,), seeds=1, epochs=3,
