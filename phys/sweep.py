@@ -108,6 +108,8 @@ class SweepOutcome:
     failed: int = 0
     seconds: float = 0.0
     errors: dict[str, str] = field(default_factory=dict)
+    #: Per hardware device: calls its actor served and the device's counters.
+    devices: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 # -- reading a sweep file -----------------------------------------------------------------
@@ -684,7 +686,8 @@ def run_sweep(sweep: Sweep, *, address: str | None = None, num_cpus: int | None 
                 outcome.failed += 1
                 outcome.errors[point.key] = row["status"]
                 say(f"{point.label}: {row['status']}")
-        for holder in holders.values():
+        for device, holder in holders.items():
+            outcome.devices[device] = ray.get(holder.stats.remote())
             ray.get(holder.close.remote())
             ray.kill(holder)
     outcome.seconds = time.perf_counter() - t0
