@@ -30,6 +30,13 @@ def main() -> None:
     parser.add_argument("--device", default="cavity")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--measurements", type=int, default=64)
+    parser.add_argument("--negatives", choices=["all", "random"], default="random")
+    parser.add_argument("--loss", choices=["contrast", "softmax"], default="contrast")
+    parser.add_argument("--theta", type=float, default=8.0)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--twin", choices=["surrogate", "simulator"], default="surrogate",
+                        help="PAT's digital twin")
     parser.add_argument("--out", default="runs/bench_compare")
     args = parser.parse_args()
     use_shared_data()
@@ -38,7 +45,9 @@ def main() -> None:
 
     print(machine())
     spec = TrainSpec(device=args.device, data=args.data, epochs=args.epochs,
-                     hidden=args.hidden, negatives="random", batch_size=128)
+                     hidden=args.hidden, measurements=args.measurements,
+                     negatives=args.negatives, loss=args.loss, theta=args.theta, lr=args.lr,
+                     twin=args.twin, batch_size=128)
     print(compare(spec, ["phyll", "pat"], args.out), end="")
     histories = {}
     for name in ("phyll", "pat"):
