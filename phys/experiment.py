@@ -249,14 +249,17 @@ def run(spec: TrainSpec, *, out: str | Path | None = None, progress: bool = Fals
 
         def epoch_done(row: dict[str, float]) -> None:
             if keeper is not None:
-                keeper.save()
-                run_dir.write_metrics(trainer.history)
+                keeper.save(texts=run_dir.metrics(trainer.history))
             if on_epoch is not None:
                 on_epoch(row)
 
-        history = trainer.fit(dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test,
-                              progress=progress, on_epoch=epoch_done,
-                              on_batch=None if keeper is None else keeper.on_batch)
+        try:
+            history = trainer.fit(dataset.x_train, dataset.y_train, dataset.x_test,
+                                  dataset.y_test, progress=progress, on_epoch=epoch_done,
+                                  on_batch=None if keeper is None else keeper.on_batch)
+        finally:
+            if keeper is not None:
+                keeper.flush()
         seconds = before + time.perf_counter() - t0
         results = {
             "trainer": spec.trainer,
@@ -271,6 +274,7 @@ def run(spec: TrainSpec, *, out: str | Path | None = None, progress: bool = Fals
         }
         if keeper is not None:
             results["checkpoints"] = {"saved": keeper.saves, "seconds": keeper.seconds,
+                                      "write_seconds": keeper.write_seconds,
                                       "resumed_from_epoch": None if state is None
                                       else int(state["epoch"])}
             title = f"{spec.trainer} on {spec.device} / {spec.data}"

@@ -28,6 +28,7 @@ import math
 import os
 import random
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -170,12 +171,21 @@ class RunDir:
     def save(self, state: Mapping[str, Any]) -> None:
         """Write ``state`` as the latest checkpoint; the latest so far becomes the
         previous one. A reader always finds one complete checkpoint."""
+        self.write(self.serialize(state))
+
+    @staticmethod
+    def serialize(state: Mapping[str, Any]) -> bytes:
+        """``state`` as the bytes of a checkpoint file (``torch.save``)."""
         import torch
 
         buf = io.BytesIO()
         torch.save(dict(state), buf)
+        return buf.getvalue()
+
+    def write(self, data: bytes) -> None:
+        """Write checkpoint bytes from :meth:`serialize` (see :meth:`save`)."""
         with atomic.atomic_path(self.latest) as tmp:
-            tmp.write_bytes(buf.getvalue())
+            tmp.write_bytes(data)
             if self.latest.exists():
                 self._keep_previous()
 
@@ -193,9 +203,13 @@ class RunDir:
             os.replace(link, self.previous)
 
     def write_metrics(self, history: Sequence[Mapping[str, Any]]) -> None:
+        atomic.write_text(*self.metrics(history).popitem())
+
+    def metrics(self, history: Sequence[Mapping[str, Any]]) -> dict[Path, str]:
+        """``{path of metrics.csv: its text}`` for ``history``."""
         from phys.report import metrics_csv
 
-        atomic.write_text(self.path / METRICS, metrics_csv(history))
+        return {self.path / METRICS: metrics_csv(history)}
 
     # -- reading ----------------------------------------------------------------------
     def load(self) -> tuple[dict[str, Any], Path]:
@@ -323,24 +337,74 @@ def restore_train(trainer: Any, state: Mapping[str, Any]) -> None:
 class Keeper:
     """Saves a run's state after every epoch and every ``every`` batches.
 
+    The state is serialised where :meth:`save` is called (so it is the state of that
+    moment); the file is written, fsynced and renamed by a background thread while
+    training goes on, one write at a time (a save waits for the previous write).
+
     Args:
         run: Where to save.
         state: Returns the state to save (called at each save).
         every: Batches between saves within an epoch (``None`` or 0: at epoch ends only).
         batches: Batches per epoch (no save within an epoch right before its end).
+        background: Write in a background thread (``False``: in :meth:`save`).
+
+    Attributes:
+        saves: Checkpoints saved.
+        seconds: Seconds the caller spent in :meth:`save` and :meth:`flush` (what
+            checkpoints cost training).
+        write_seconds: Seconds spent writing files, in the background or not.
     """
 
     def __init__(self, run: RunDir, state: Callable[[], Mapping[str, Any]], *,
-                 every: int | None = None, batches: int | None = None) -> None:
+                 every: int | None = None, batches: int | None = None,
+                 background: bool = True) -> None:
         if every is not None and (isinstance(every, bool) or every < 0):
             raise ValueError(f"checkpoint_every must be >= 0 batches, got {every}")
         self.run, self.state, self.every, self.batches = run, state, every or 0, batches
-        self.saves, self.seconds = 0, 0.0
+        self.background = background
+        self.saves, self.seconds, self.write_seconds = 0, 0.0, 0.0
+        self._writer: threading.Thread | None = None
+        self._error: BaseException | None = None
 
-    def save(self) -> None:
+    def _write(self, data: bytes, texts: Mapping[Path, str]) -> None:
         t0 = time.perf_counter()
-        self.run.save(self.state())
+        try:
+            self.run.write(data)
+            for path, text in texts.items():
+                atomic.write_text(path, text)
+        except BaseException as err:  # raised again by the next save or flush
+            self._error = err
+        self.write_seconds += time.perf_counter() - t0
+
+    def _join(self) -> None:
+        if self._writer is not None:
+            self._writer.join()
+            self._writer = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def save(self, *, wait: bool = False, texts: Mapping[Path, str] | None = None) -> None:
+        """Save the state now, and write ``texts`` (path -> text) after it; ``wait``:
+        return once everything is on disk."""
+        t0 = time.perf_counter()
+        data = self.run.serialize(self.state())
+        texts = dict(texts or {})
+        self._join()
+        if self.background and not wait:
+            self._writer = threading.Thread(target=self._write, args=(data, texts),
+                                            name="phys-checkpoint")
+            self._writer.start()
+        else:
+            self._write(data, texts)
+            self._join()
         self.saves += 1
+        self.seconds += time.perf_counter() - t0
+
+    def flush(self) -> None:
+        """Wait for the last write (raising its error, if it failed)."""
+        t0 = time.perf_counter()
+        self._join()
         self.seconds += time.perf_counter() - t0
 
     def on_batch(self, batch: int) -> None:
@@ -400,7 +464,7 @@ def device_guard(trainer: Any, keeper: Keeper | None, *, wait: float, resume_hin
                         f"{trainer.epoch + 1}"
                 log(f"the device stopped answering ({where}): {err}")
                 if keeper is not None:
-                    keeper.save()
+                    keeper.save(wait=True)
                     log(f"saved the run to {keeper.run.latest}")
                 log(f"waiting up to {wait:g} s for the device to come back ...")
                 if not back():
