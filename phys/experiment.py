@@ -216,6 +216,13 @@ def run(spec: TrainSpec, *, out: str | Path | None = None, progress: bool = Fals
     from phys import data, runs
     from phys.report import write_run
 
+    if checkpoint_every is not None and (not isinstance(checkpoint_every, int)
+                                         or isinstance(checkpoint_every, bool)
+                                         or checkpoint_every < 0):
+        raise ValueError(f"checkpoint_every must be an int >= 0 batches, got "
+                         f"{checkpoint_every!r}")
+    if not (isinstance(device_wait, (int, float)) and 0 <= device_wait < math.inf):
+        raise ValueError(f"device_wait must be a number of seconds >= 0, got {device_wait!r}")
     config = runs.jsonable(vars(spec))
     run_dir = None if out is None else runs.RunDir(out)
     if run_dir is None and resume:

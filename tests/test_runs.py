@@ -166,6 +166,14 @@ def test_resume_refuses_another_configuration_and_shows_the_difference(tmp_path,
     ]:
         assert main(["train", *argv, "--no-progress"]) == 2
         assert message in capsys.readouterr().err
+    for argv, message in [
+        (["train", "--checkpoint-every", "-1"], "checkpoint_every must be an int >= 0"),
+        (["train", "--device-wait", "-3"], "device_wait must be a number of seconds >= 0"),
+        (["swap", "--checkpoint-every", "-1"], "checkpoint_every must be an int >= 0"),
+    ]:
+        assert main([*argv, "--no-progress", "--out", str(tmp_path / "bad")]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
     assert config_diff({"a": 1, "b": [1]}, {"a": 1, "b": (1,), "c": 2}) == [
         "c: (absent) in the run, 2 now"]
 

@@ -320,6 +320,11 @@ def run_study(config: SwapConfig, out: str | Path, *, progress: bool = False,
     from phys.report import metrics_csv
     from phys.runs import RunDir, jsonable
 
+    if checkpoint_every is not None and (isinstance(checkpoint_every, bool)
+                                         or not isinstance(checkpoint_every, int)
+                                         or checkpoint_every < 0):
+        raise ValueError(f"checkpoint_every must be an int >= 0 steps, got "
+                         f"{checkpoint_every!r}")
     out = Path(out)
     top = RunDir(out)
     settings = jsonable(vars(config))
