@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from phys.cli import main
 from phys.experiment import TrainSpec, run
 from phys.sweep import load_sweep, parse_sweep, run_sweep
 
+ROOT = Path(__file__).resolve().parents[1]
 TINY = """
 [options]
 data = "digits"
@@ -88,7 +91,7 @@ def test_four_points_make_a_table_and_a_rerun_does_no_work(tmp_path, ray_session
     assert stamps == {p: p.stat().st_mtime_ns for p in out.glob("points/*/checkpoint.pt")}
 
 
-def test_swap_points_through_the_cli(tmp_path, ray_session, capsys):
+def test_swap_points_from_another_process_joining_the_cluster(tmp_path, ray_session):
     path = write(tmp_path, """
 [sweep]
 command = "swap"
@@ -104,15 +107,20 @@ batch_size = 20
 levels = [0]
 seed = [0, 1]
 """)
-    # the session's Ray is used; --address would join a cluster the same way
-    assert main(["sweep", str(path), "--out", str(tmp_path / "swap")]) == 0
-    printed = capsys.readouterr().out
-    assert "2 run, 0 skipped" in printed
+    # phys sweep --address joins a running Ray (here the one this module started)
+    address = ray_session.get_runtime_context().gcs_address
+    proc = subprocess.run([sys.executable, "-m", "phys.cli", "sweep", str(path), "--address",
+                           address, "--out", str(tmp_path / "swap")], capture_output=True,
+                          text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert "2 run, 0 skipped" in proc.stdout
     rows = list(csv.DictReader(open(tmp_path / "swap" / "sweep.csv", newline="")))
     assert [(r["level"], r["seed"], r["runs"]) for r in rows] == [("0", "0", "1"),
                                                                   ("0", "1", "1")]
     swap_csv = tmp_path / "swap" / rows[1]["dir"] / "swap.csv"
     assert next(csv.DictReader(open(swap_csv, newline="")))["seed"] == "1"
+    # and the same file through main() in this process skips both
+    assert main(["sweep", str(path), "--out", str(tmp_path / "swap")]) == 0
 
 
 def test_one_piece_of_hardware_is_held_by_one_actor(tmp_path, ray_session):
