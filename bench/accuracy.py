@@ -11,6 +11,7 @@ task on 2 cores. Never asserts.
 from __future__ import annotations
 
 import argparse
+import ast
 import time
 
 from _common import machine, use_shared_data
@@ -35,7 +36,13 @@ def main() -> None:
     parser.add_argument("--device", default="cavity")
     parser.add_argument("--progress", action="store_true")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="override a setting of every task, e.g. --set hidden=1024")
     args = parser.parse_args()
+    overrides = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        overrides[key] = ast.literal_eval(value)
     use_shared_data()
     if args.threads is not None:
         import torch
@@ -46,6 +53,7 @@ def main() -> None:
     print(machine())
     for name in args.tasks:
         settings, target = TASKS[name]
+        settings = {**settings, **overrides}
         spec = TrainSpec(device=args.device, **settings)
         t0 = time.perf_counter()
         results = run(spec, progress=args.progress)
