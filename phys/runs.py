@@ -160,8 +160,12 @@ class RunDir:
     # -- writing ----------------------------------------------------------------------
     def start(self, kind: str, config: Mapping[str, Any], *, fresh: bool) -> None:
         """Create the directory and write ``config.json``; ``fresh`` removes the
-        checkpoints and results of an earlier run first."""
+        checkpoints and results of an earlier run first. Temporary files that a killed
+        run left behind are removed."""
         self.path.mkdir(parents=True, exist_ok=True)
+        for name in (LATEST, PREVIOUS, METRICS, RESULTS, CONFIG, "curve.png"):  # a killed run
+            for stale in (*self.path.glob(f".{name}.*.tmp"), *self.path.glob(f".{name}.*.link")):
+                stale.unlink(missing_ok=True)
         if fresh:
             for path in (self.latest, self.previous, self.results, self.path / METRICS):
                 path.unlink(missing_ok=True)

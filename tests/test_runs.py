@@ -143,6 +143,12 @@ def test_rotation_keeps_a_readable_checkpoint(tmp_path):
     assert (state["epoch"], used.name) == (2, "checkpoint.prev.pt")
     assert "checkpoint.pt is missing" in str(caught[0].message)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.prev.pt", "config.json"]
+    # a run killed while writing leaves its temporary file; the next start removes it
+    (tmp_path / ".checkpoint.pt.x1y2.tmp").write_bytes(b"half")
+    (tmp_path / ".other.tmp").write_bytes(b"not ours")
+    run_dir.start("train", {"a": 1}, fresh=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".other.tmp", "checkpoint.prev.pt", "config.json"]
 
 
 def test_resume_refuses_another_configuration_and_shows_the_difference(tmp_path, capsys,
