@@ -11,11 +11,15 @@ import os
 import random
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
+from phys.devices.emulator import Emulator
+from phys.devices.serial import SerialDevice, SerialDeviceError
 from phys.experiment import TrainSpec, run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,3 +125,16 @@ def test_device_loss_waits_then_gives_up_naming_resume_and_the_resume_finishes(t
     # is taken again from where it started, so only its repeated queries add samples)
     assert abs(results["test_accuracy"] - direct["test_accuracy"]) <= 0.02
     assert results["device_samples"] >= direct["device_samples"]
+
+
+def test_a_port_that_fails_while_draining_is_a_lost_device(monkeypatch):
+    """A pty whose other end closes between the write and ``tcdrain`` raises
+    ``termios.error`` (not an ``OSError``): the driver reports it as a lost device."""
+    with Emulator.serving("cavity", n_in=4, n_out=3) as lab, SerialDevice(lab.port) as dev:
+        def vanished() -> None:
+            raise termios.error(5, "Input/output error")
+
+        monkeypatch.setattr(dev._port, "flush", vanished)
+        with pytest.raises(SerialDeviceError, match=r"writing QUERY seq=\d+ failed \(device "
+                                                    r"unplugged\?\): .*Input/output error"):
+            dev.query(torch.zeros(2, 4))

@@ -44,6 +44,13 @@ INFO_ALLOWANCE = 1024
 TIMEOUT_FACTOR = 1.5
 #: Most bytes taken from the port in one read.
 READ_CHUNK = 1 << 16
+#: What a port raises when the device goes away mid-exchange (a pty or USB device that
+#: vanishes fails ``tcdrain`` with ``termios.error``, which is not an ``OSError``).
+LINK_ERRORS: tuple[type[BaseException], ...] = (serial.SerialException, OSError)
+if os.name == "posix":
+    import termios
+
+    LINK_ERRORS += (termios.error,)
 
 
 class SerialDeviceError(RuntimeError):
@@ -470,7 +477,7 @@ class SerialDevice(Device):
         try:
             self._port.write(data)
             self._port.flush()
-        except (serial.SerialException, OSError) as err:
+        except LINK_ERRORS as err:
             raise SerialDeviceError(f"{self.port_name}: writing {name} seq={seq} failed "
                                     f"(device unplugged?): {err}") from None
         self.link.bytes_sent += len(data)
@@ -486,7 +493,7 @@ class SerialDevice(Device):
                 data = self._port.read(READ_CHUNK)
                 if not data:
                     time.sleep(min(left, 1e-3))
-        except (serial.SerialException, OSError) as err:
+        except LINK_ERRORS as err:
             raise SerialDeviceError(f"{self.port_name}: reading the answer to {name} seq={seq} "
                                     f"failed (device unplugged?): {err}") from None
         self.link.bytes_received += len(data)
