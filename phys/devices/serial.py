@@ -190,7 +190,10 @@ class SerialDevice(Device):
             raise SerialDeviceError(f"{port}: cannot open the port: {err}") from None
         except ValueError as err:
             raise ValueError(f"{port}: bad port address or serial option: {err}") from None
-        self._port.reset_input_buffer()
+        try:
+            self._port.reset_input_buffer()
+        except LINK_ERRORS as err:
+            raise SerialDeviceError(f"{port}: cannot use the port: {err}") from None
         self._write(b"\x00")  # ends any partial frame the device holds
 
     # -- public -----------------------------------------------------------------------
