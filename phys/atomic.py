@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_path", "write_bytes", "write_json", "write_text"]
+__all__ = ["atomic_path", "write_bytes", "write_figure", "write_json", "write_text"]
 
 
 @contextlib.contextmanager
@@ -67,3 +67,15 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     """Atomically write ``obj`` as indented JSON."""
     write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def write_figure(fig: Any, path: str | os.PathLike[str], dpi: int = 110) -> None:
+    """Save a matplotlib figure as PNG to ``path`` atomically, then close it."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    write_bytes(path, buf.getvalue())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -53,10 +52,7 @@ def _plot(histories: dict[str, list[dict[str, Any]]], path: Path, title: str) ->
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic.write_bytes(path, buf.getvalue())
+    atomic.write_figure(fig, path)
 
 
 def compare(spec: TrainSpec, trainers: Sequence[str], out: str | Path, *,

@@ -50,10 +50,7 @@ def plot_curve(history: Sequence[Mapping[str, Any]], path: Path, title: str) -> 
     ax_loss.set(xlabel="epoch", ylabel="summed layer loss", title="loss")
     ax_loss.grid(alpha=0.3)
     fig.suptitle(title)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic.write_bytes(path, buf.getvalue())
+    atomic.write_figure(fig, path)
 
 
 def save_checkpoint(state: Mapping[str, Any], path: Path) -> None:

@@ -35,7 +35,6 @@ their checkpoints).
 from __future__ import annotations
 
 import hashlib
-import io
 import itertools
 import json
 import math
@@ -579,10 +578,7 @@ def _plot(sweep: Sweep, rows: Sequence[Mapping[str, Any]], path: Path) -> None:
                  + ("\n(mean ± sd over seeds)" if "seed" in sweep.grid else ""))
     ax.title.set_fontsize(10)
     ax.grid(axis="y", alpha=0.3)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic.write_bytes(path, buf.getvalue())
+    atomic.write_figure(fig, path)
 
 
 def _finished(sweep: Sweep, point: Point, remembered: Mapping[str, Any]) -> dict | None:

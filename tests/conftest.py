@@ -17,6 +17,15 @@ def _deterministic_torch():
     yield
 
 
+@pytest.fixture
+def one_thread():
+    """Training runs many small steps: a second torch thread only waits on busy cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _shared_data() -> Path:
     return Path(os.environ.get("PHYS_DATA", ROOT.parent / "shared" / "data"))
 

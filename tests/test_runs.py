@@ -29,14 +29,6 @@ CONFIG = dict(data="digits", layers=1, hidden=32, epochs=3, batch_size=32, negat
 ARGS = [f"--{k.replace('_', '-')}={v}" for k, v in CONFIG.items()]
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def metrics(out: Path) -> list[dict[str, str]]:
     """Per-epoch metrics without the wall times (which differ from run to run)."""
     with open(out / "metrics.csv", newline="") as fh:

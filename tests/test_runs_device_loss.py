@@ -70,7 +70,8 @@ def wait_exit(proc: subprocess.Popen, seconds: float = 300) -> None:
         time.sleep(0.02)
 
 
-def test_device_loss_waits_then_gives_up_naming_resume_and_the_resume_finishes(tmp_path):
+def test_device_loss_waits_then_gives_up_naming_resume_and_the_resume_finishes(
+        tmp_path, one_thread):
     # unplugged while training the first epoch (the frames after HELLO are its 23 steps),
     # and again some way after coming back
     seeds = [next(s for s in range(1000) if lo <= first_unplug(s) <= hi)
@@ -115,12 +116,7 @@ def test_device_loss_waits_then_gives_up_naming_resume_and_the_resume_finishes(t
     results = json.loads((out / "results.json").read_text())
     assert results["epochs"] == 2 and results["checkpoints"]["resumed_from_epoch"] in (0, 1)
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        direct = run(TrainSpec(device="cavity", device_options=PHYSICS, **CONFIG))
-    finally:
-        torch.set_num_threads(threads)
+    direct = run(TrainSpec(device="cavity", device_options=PHYSICS, **CONFIG))
     # the same physics through the wire: the same training (a step cut short by the loss
     # is taken again from where it started, so only its repeated queries add samples)
     assert abs(results["test_accuracy"] - direct["test_accuracy"]) <= 0.02

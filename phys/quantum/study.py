@@ -9,7 +9,6 @@ Adam with cross-entropy on the logits, as in the paper's code (lr 5e-4, batch 20
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import statistics
@@ -291,10 +290,7 @@ def _plot(summary: Sequence[dict[str, Any]], epochs: Sequence[dict[str, Any]], p
     ax_loss.grid(alpha=0.3)
     ax_loss.legend()
     fig.suptitle(title)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic.write_bytes(path, buf.getvalue())
+    atomic.write_figure(fig, path)
 
 
 def run_study(config: SwapConfig, out: str | Path, *, progress: bool = False,

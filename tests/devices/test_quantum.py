@@ -72,15 +72,6 @@ def test_open_layer_device_passes_the_seed_only() -> None:
     assert (dev.info.n_in, dev.info.n_out, dev.info.extra["seed"]) == (3, 3, 7)
 
 
-@pytest.fixture
-def one_thread():
-    """Training runs many small steps: a second torch thread only waits on busy cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_phys_train_accepts_the_address(tmp_path, one_thread) -> None:
     import json
 

@@ -9,8 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 from phys.experiment import TrainSpec, run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,7 +31,7 @@ def wait_for(path: Path, proc: subprocess.Popen, seconds: float = 60) -> str:
     raise AssertionError("phys emulate wrote no port file")
 
 
-def test_train_from_another_process_matches_the_simulator(tmp_path):
+def test_train_from_another_process_matches_the_simulator(tmp_path, one_thread):
     port_file = tmp_path / "port"
     options = [x for k, v in PHYSICS.items() for x in ("-o", f"{k}={v}")]
     emulate = subprocess.Popen([*PHYS, "emulate", "--device", "cavity", *options,
@@ -57,12 +55,7 @@ def test_train_from_another_process_matches_the_simulator(tmp_path):
     through_serial = json.loads((tmp_path / "serial" / "results.json").read_text())
     assert through_serial["device_info"][0]["extra"]["port"] == f"serial://{port}"
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        direct = run(TrainSpec(device="cavity", device_options=PHYSICS, **CONFIG))
-    finally:
-        torch.set_num_threads(threads)
+    direct = run(TrainSpec(device="cavity", device_options=PHYSICS, **CONFIG))
     assert direct["test_accuracy"] > 0.8
     # the same physics, float32 on the wire: the same accuracy (the cavity's iterative
     # solver may differ in the last digits where batches are split differently)
