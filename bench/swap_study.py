@@ -6,11 +6,14 @@ levels 0 / 1 / 2, at about 6 s / 355-400 s / 400-464 s per epoch on a GPU. Targe
 1 point. The full study is long on a CPU (level 2 solves a 128x128 eigenproblem per image
 per step), so the defaults run a reduced one - fewer epochs, a training subset, fewer
 seeds - stated in the output with the seconds per epoch of each level and the time a full
-60,000-image epoch would take at that rate. Writes each dataset's swap.csv,
-swap_epochs.csv and swap.png under --out. Long: tens of minutes. Never asserts.
+60,000-image epoch would take at that rate. ``--subset 0`` trains on all 60,000 images
+and ``--torch-device cuda`` on a GPU; ``--gain uniform`` reads level 2's probabilities
+relative to the uniform state (see DataReUploadingLinear). Writes each dataset's
+swap.csv, swap_epochs.csv and swap.png under --out. Long: tens of minutes. Never asserts.
 
     .venv/bin/python bench/swap_study.py [--data mnist fashion_mnist] [--epochs 5]
         [--subset 10000] [--test-subset N] [--seeds 2] [--levels 0 1 2] [--threads 1]
+        [--gain 1|uniform] [--torch-device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -30,12 +33,15 @@ def main() -> None:
     parser.add_argument("--levels", type=int, nargs="+", choices=[0, 1, 2], default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--subset", type=int, default=10_000,
-                        help="training images (default 10000 of 60000)")
+                        help="training images (default 10000 of 60000; 0: all)")
     parser.add_argument("--test-subset", type=int, default=None,
                         help="test images (default: all 10000)")
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (default 1: fastest on shared cores)")
+    parser.add_argument("--gain", default="1",
+                        help="level 2's gain on probabilities: a number or 'uniform'")
+    parser.add_argument("--torch-device", default="cpu", help="cpu or cuda")
     parser.add_argument("--out", default=str(ROOT / "runs" / "bench_swap"))
     parser.add_argument("--progress", action="store_true")
     args = parser.parse_args()
@@ -45,16 +51,21 @@ def main() -> None:
     from phys.quantum.study import PAPER, SwapConfig, run_study, summarize
 
     torch.set_num_threads(args.threads)
-    print(f"{machine()}, torch threads {torch.get_num_threads()}")
+    gain = args.gain if args.gain == "uniform" else float(args.gain)
+    device = torch.device(args.torch_device)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    print(f"{machine()}, torch threads {torch.get_num_threads()}, training on {where}")
     for name in args.data:
         config = SwapConfig(data=name, levels=args.levels, seeds=args.seeds,
-                            epochs=args.epochs, subset=args.subset,
-                            test_subset=args.test_subset)
+                            epochs=args.epochs, subset=args.subset or None,
+                            test_subset=args.test_subset, gain=gain)
         t0 = time.perf_counter()
-        rows, table = run_study(config, f"{args.out}/{name}", progress=args.progress)
+        rows, table = run_study(config, f"{args.out}/{name}", progress=args.progress,
+                                overwrite=True, device=device)
         print(f"== {name}: {args.epochs} epoch(s), {rows[0]['train_images']} train / "
               f"{rows[0]['test_images']} test images, {args.seeds} seed(s), Adam lr "
-              f"{config.lr:g}, batch {config.batch_size}; {time.perf_counter() - t0:.0f} s")
+              f"{config.lr:g}, batch {config.batch_size}, level-2 gain {gain}; "
+              f"{time.perf_counter() - t0:.0f} s")
         print(table, end="")
         for s in summarize(rows):
             paper = PAPER[name][s["level"]]

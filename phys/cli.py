@@ -178,6 +178,12 @@ def _add_swap_parser(sub: Any) -> None:
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--reps", type=int, default=10,
                    help="repetitions of the quantum linear layer (default: 10)")
+    p.add_argument("--gain", default="1",
+                   help="factor on the quantum linear layer's probabilities at level 2: a "
+                        "number or 'uniform' (2**qubits, 128 here, so the uniform state reads "
+                        "1; learns far faster than the default 1)")
+    p.add_argument("--torch-device", default="cpu",
+                   help="torch device to train on, e.g. cuda (default: cpu)")
     p.add_argument("--threads", type=int,
                    help="torch threads (default: torch's choice; on cores busy with other "
                         "work, 1 is often much faster)")
@@ -360,13 +366,33 @@ def _cmd_devices(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gain(text: str | float) -> float | str:
+    if text == "uniform" or isinstance(text, float):
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise CLIError(f"--gain must be a number or 'uniform', got {text!r}") from None
+
+
 def _swap_config(args: argparse.Namespace) -> Any:
     from phys.quantum.study import SwapConfig
 
     return SwapConfig(data=args.data, levels=args.levels, seeds=args.seeds,
                       epochs=args.epochs, subset=args.subset, test_subset=args.test_subset,
                       batch_size=args.batch_size, lr=args.lr, reps=args.reps,
-                      first_seed=args.first_seed)
+                      gain=_gain(args.gain), first_seed=args.first_seed)
+
+
+def _torch_device(name: str) -> Any:
+    import torch
+
+    try:
+        device = torch.device(name)
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as err:
+        raise CLIError(f"--torch-device {name!r} cannot be used here: {err}") from None
+    return device
 
 
 def _cmd_swap(args: argparse.Namespace, given: set[str] = frozenset()) -> int:
@@ -385,7 +411,8 @@ def _cmd_swap(args: argparse.Namespace, given: set[str] = frozenset()) -> int:
         torch.set_num_threads(args.threads)
     _, table = run_study(config, out, progress=not args.no_progress,
                          resume=args.resume is not None, overwrite=args.overwrite,
-                         checkpoint_every=args.checkpoint_every)
+                         checkpoint_every=args.checkpoint_every,
+                         device=_torch_device(args.torch_device))
     print(table, end="")
     print(f"wrote {out}/{CSV}, {EPOCHS_CSV}, {PLOT}")
     return 0

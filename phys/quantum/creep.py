@@ -8,6 +8,8 @@ stay exactly unitary however long they train.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812 - torch's convention
@@ -149,7 +151,14 @@ class DataReUploadingLinear(nn.Module):
     each of ``reps`` repetitions applies :math:`\exp(i H(x) / \mathrm{reps})` and then a
     trainable :math:`\exp(i \sum_k \theta_{r,k} P_k)` over all :math:`4^n - 1` non-identity
     Pauli strings (real :math:`\theta`). The outputs are the probabilities of the basis states
-    ``0 .. out_features - 1`` plus a bias.
+    ``0 .. out_features - 1``, times ``gain``, plus a bias.
+
+    Probabilities lie in ``[0, 1]`` and the ten of a 7-qubit state start near
+    :math:`2^{-7}`, so with ``gain=1`` the logits hardly differ and cross-entropy training
+    is slow. ``gain=2**n`` reads each probability relative to the uniform state's (1 for
+    :math:`|+\rangle^{\otimes n}`): a fixed classical factor after the measurement, so the
+    circuit stays exactly unitary. The paper's code gets a gain of that size differently:
+    its complex-typed coefficients let the "unitaries" grow the state's norm.
 
     Args:
         in_features: Input size.
@@ -157,6 +166,9 @@ class DataReUploadingLinear(nn.Module):
         reps: Repetitions (data unitary, trainable unitary).
         n_qubits: Qubits; by default the fewest with :math:`4^n \geq` ``in_features + 1`` and
             :math:`2^n \geq` ``out_features``.
+        gain: Factor on the measured probabilities: a number (default 1: the probabilities
+            themselves) or ``"uniform"`` for ``2**n_qubits``, which makes the uniform state
+            read 1.
 
     Shape:
         - Input: ``(*, in_features)``.
@@ -176,7 +188,7 @@ class DataReUploadingLinear(nn.Module):
     """
 
     def __init__(self, in_features: int, out_features: int, reps: int = 10, *,
-                 n_qubits: int | None = None) -> None:
+                 n_qubits: int | None = None, gain: float | str = 1.0) -> None:
         super().__init__()
         _check_features("DataReUploadingLinear", in_features=in_features,
                         out_features=out_features, reps=reps)
@@ -191,8 +203,14 @@ class DataReUploadingLinear(nn.Module):
                              f"outputs need n_qubits >= {least}, got {n_qubits}")
         check_memory(4 ** n_qubits * 8, f"DataReUploadingLinear: {n_qubits} qubits need a "
                      f"2**{n_qubits} x 2**{n_qubits} complex64 unitary per sample")
+        if gain == "uniform":
+            gain = 2 ** n_qubits
+        if isinstance(gain, bool) or not isinstance(gain, int | float) \
+                or not math.isfinite(gain) or gain <= 0:
+            raise ValueError(f"DataReUploadingLinear: gain must be a finite number > 0 or "
+                             f"'uniform', got {gain!r}")
         self.in_features, self.out_features = in_features, out_features
-        self.reps, self.n_qubits = reps, n_qubits
+        self.reps, self.n_qubits, self.gain = reps, n_qubits, float(gain)
         self.weight = nn.Parameter(torch.randn(reps, 4 ** n_qubits - 1))
         self.bias = nn.Parameter(torch.randn(out_features))
 
@@ -227,9 +245,9 @@ class DataReUploadingLinear(nn.Module):
             state = trained[r] @ (data @ state)
         amplitudes = state[:, :self.out_features, 0]
         probs = torch.view_as_real(amplitudes).square().sum(-1)
-        out = probs.to(x.dtype) + self.bias.to(x.dtype)
+        out = self.gain * probs.to(x.dtype) + self.bias.to(x.dtype)
         return out.reshape(*lead, self.out_features)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
-                f"reps={self.reps}, n_qubits={self.n_qubits}")
+                f"reps={self.reps}, n_qubits={self.n_qubits}, gain={self.gain:g}")

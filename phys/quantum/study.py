@@ -48,6 +48,9 @@ class SwapConfig:
         batch_size: Training batch size.
         lr: Adam learning rate.
         reps: Repetitions of the quantum linear layer.
+        gain: Factor on the quantum linear layer's probabilities at level 2: a number, or
+            ``"uniform"`` for ``2**n_qubits`` (see
+            :class:`~phys.quantum.creep.DataReUploadingLinear`).
         first_seed: Seed of the first run of each level.
     """
 
@@ -60,6 +63,7 @@ class SwapConfig:
     batch_size: int = 200
     lr: float = 5e-4
     reps: int = 10
+    gain: float | str = 1.0
     first_seed: int = 0
 
     def __post_init__(self) -> None:
@@ -85,6 +89,11 @@ class SwapConfig:
                                  f"got {value!r}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"swap study: lr must be a positive number, got {self.lr!r}")
+        if self.gain != "uniform" and (isinstance(self.gain, bool)
+                                       or not isinstance(self.gain, int | float)
+                                       or not math.isfinite(self.gain) or self.gain <= 0):
+            raise ValueError(f"swap study: gain must be a number > 0 or 'uniform', "
+                             f"got {self.gain!r}")
 
 
 def _to_32(x: torch.Tensor) -> torch.Tensor:
@@ -131,7 +140,8 @@ def _accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
     with torch.no_grad():
         for start in range(0, len(x), batch):
             logits = model(x[start:start + batch])
-            correct += int((logits.argmax(1) == y[start:start + batch]).sum())
+            correct += int((logits.argmax(1) == y[start:start + batch].to(logits.device))
+                           .sum())
     return correct / len(x)
 
 
@@ -147,9 +157,11 @@ def _swap_state(model: torch.nn.Module, opt: torch.optim.Optimizer, gen: torch.G
 
 def train_level(level: int, seed: int, images: tuple[torch.Tensor, ...], config: SwapConfig,
                 step: Callable[[dict[str, Any]], None] | None = None, *,
-                run: Any = None, resume: bool = False, checkpoint_every: int | None = None
+                run: Any = None, resume: bool = False, checkpoint_every: int | None = None,
+                device: str | torch.device = "cpu"
                 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Train one :class:`HybridNet`; returns its result row and one row per epoch.
+    """Train one :class:`HybridNet` on the torch ``device``; returns its result row and one
+    row per epoch.
 
     ``step`` is called after every optimiser step (for a progress bar). With ``run`` (a
     :class:`phys.runs.RunDir`) a checkpoint is saved after every epoch and every
@@ -157,16 +169,16 @@ def train_level(level: int, seed: int, images: tuple[torch.Tensor, ...], config:
     """
     from phys.runs import restore_rng
 
-    x_tr, y_tr, x_te, y_te = images
+    x_tr, y_tr, x_te, y_te = (t.to(device) for t in images)
     torch.manual_seed(seed)
-    model = HybridNet(level, reps=config.reps)
+    model = HybridNet(level, reps=config.reps, gain=config.gain).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     gen = torch.Generator().manual_seed(seed)
     history: list[dict[str, Any]] = []
     first, progress = 1, None
     if resume:
         state, _ = run.load()
-        model.load_state_dict(state["model"])
+        model.load_state_dict(state["model"])  # onto the model's device
         opt.load_state_dict(state["optimizer"])
         gen.set_state(state["generator"])
         restore_rng(state["rng"])
@@ -188,7 +200,7 @@ def train_level(level: int, seed: int, images: tuple[torch.Tensor, ...], config:
             progress = None
         starts = range(0, len(x_tr), config.batch_size)
         for batch, start in enumerate(starts[done:], start=done + 1):
-            idx = order[start:start + config.batch_size]
+            idx = order[start:start + config.batch_size].to(device)
             logits = model(x_tr[idx])
             loss = F.cross_entropy(logits, y_tr[idx])
             opt.zero_grad()
@@ -295,9 +307,13 @@ def _plot(summary: Sequence[dict[str, Any]], epochs: Sequence[dict[str, Any]], p
 
 def run_study(config: SwapConfig, out: str | Path, *, progress: bool = False,
               resume: bool = False, overwrite: bool = False,
-              checkpoint_every: int | None = 200) -> tuple[list[dict[str, Any]], str]:
+              checkpoint_every: int | None = 200, device: str | torch.device = "cpu"
+              ) -> tuple[list[dict[str, Any]], str]:
     """Train every level and seed; write ``swap.csv`` (one row per run),
     ``swap_epochs.csv`` (one row per epoch), ``swap.png`` and ``results.json`` into ``out``.
+
+    ``device`` is the torch device the models train on (``"cuda"`` for a GPU); it is not
+    part of the configuration, so a study can resume on another device.
 
     Each run keeps a run directory ``out/runs/level{L}-seed{S}`` (see :mod:`phys.runs`)
     with a checkpoint after every epoch and every ``checkpoint_every`` steps; ``resume``
@@ -354,7 +370,8 @@ def run_study(config: SwapConfig, out: str | Path, *, progress: bool = False,
                     run.start("swap-run", {**settings, "level": level, "seed": seed},
                               fresh=True)
                 row, history = train_level(level, seed, images, config, step, run=run,
-                                           resume=again, checkpoint_every=checkpoint_every)
+                                           resume=again, checkpoint_every=checkpoint_every,
+                                           device=device)
                 atomic.write_json(run.results, {"row": row, "history": history})
             rows.append(row)
             epochs += history

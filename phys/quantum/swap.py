@@ -48,9 +48,10 @@ def swappable(model: nn.Module) -> dict[str, str]:
             if name and (kind := _kind(module)) is not None}
 
 
-def _quantum(module: nn.Module, reps: int) -> nn.Module:
+def _quantum(module: nn.Module, reps: int, gain: float | str) -> nn.Module:
     if isinstance(module, nn.Linear):
-        new: nn.Module = DataReUploadingLinear(module.in_features, module.out_features, reps)
+        new: nn.Module = DataReUploadingLinear(module.in_features, module.out_features, reps,
+                                               gain=gain)
     else:
         padding = module.padding
         if isinstance(padding, str):  # "same" (stride 1) or "valid"
@@ -67,7 +68,7 @@ def _set(model: nn.Module, name: str, module: nn.Module) -> None:
 
 
 def swap(model: nn.Module, names: str | Iterable[str] = "all", *, reps: int = 10,
-         inplace: bool = False) -> nn.Module:
+         gain: float | str = 1.0, inplace: bool = False) -> nn.Module:
     """Replace classical layers of ``model`` with quantum layers of the same shapes.
 
     ``nn.Linear(in, out)`` becomes ``DataReUploadingLinear(in, out, reps)`` and a 3x3
@@ -80,6 +81,8 @@ def swap(model: nn.Module, names: str | Iterable[str] = "all", *, reps: int = 10
         names: Module names as in ``model.named_modules()``, or the kinds ``"conv"``,
             ``"linear"`` or ``"all"``; a string or several.
         reps: Repetitions of each :class:`DataReUploadingLinear`.
+        gain: Factor on each :class:`DataReUploadingLinear`'s probabilities (a number, or
+            ``"uniform"`` for ``2**n_qubits``).
         inplace: Change ``model`` itself instead of a deep copy.
 
     Returns:
@@ -123,7 +126,7 @@ def swap(model: nn.Module, names: str | Iterable[str] = "all", *, reps: int = 10
     target = model if inplace else copy.deepcopy(model)
     originals = dict(target.named_modules())
     for name in dict.fromkeys(chosen):
-        _set(target, name, _quantum(originals[name], reps))
+        _set(target, name, _quantum(originals[name], reps, gain))
     return target
 
 
@@ -141,6 +144,8 @@ class HybridNet(nn.Sequential):
         n_classes: Outputs.
         image_size: Side ``S`` of the square input images.
         reps: Repetitions of the quantum linear layer (level 2).
+        gain: Factor on the quantum linear layer's probabilities (level 2): a number, or
+            ``"uniform"`` (128 for 7 qubits); see :class:`DataReUploadingLinear`.
 
     Shape:
         - Input: ``(B, C, S, S)``.
@@ -156,7 +161,7 @@ class HybridNet(nn.Sequential):
     LEVELS = {0: (), 1: ("conv1", "conv2"), 2: ("conv1", "conv2", "fc")}
 
     def __init__(self, level: int = 0, *, in_channels: int = 1, n_classes: int = 10,
-                 image_size: int = 32, reps: int = 10) -> None:
+                 image_size: int = 32, reps: int = 10, gain: float | str = 1.0) -> None:
         if level not in self.LEVELS:
             raise ValueError(f"HybridNet: level must be 0, 1 or 2, got {level!r}")
         if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 5:
@@ -170,7 +175,7 @@ class HybridNet(nn.Sequential):
         ))
         self.level = level
         if level:
-            swap(self, self.LEVELS[level], reps=reps, inplace=True)
+            swap(self, self.LEVELS[level], reps=reps, gain=gain, inplace=True)
 
     def extra_repr(self) -> str:
         return f"level={self.level}"

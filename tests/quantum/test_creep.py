@@ -166,6 +166,50 @@ def test_unitary_before_and_after_100_optimiser_steps() -> None:
     assert (linear.weight - before["linear"]).abs().max() > 0.5
 
 
+def test_gain_multiplies_the_probabilities_and_uniform_reads_one() -> None:
+    torch.manual_seed(0)
+    plain = DataReUploadingLinear(13, 5, reps=2)
+    scaled = DataReUploadingLinear(13, 5, reps=2, gain=2.5)
+    uniform = DataReUploadingLinear(13, 5, reps=2, gain="uniform")
+    for layer in (scaled, uniform):
+        layer.load_state_dict(plain.state_dict())
+    x = torch.randn(4, 13)
+    probs = plain(x) - plain.bias
+    assert torch.allclose(scaled(x) - scaled.bias, 2.5 * probs, atol=1e-6)
+    assert uniform.gain == 2 ** uniform.n_qubits == 8
+    assert "gain=8" in repr(uniform)
+    with torch.no_grad():  # no data, no rotation: |+>^n, each probability 2**-n, read as 1
+        uniform.weight.zero_()
+        assert torch.allclose(uniform(torch.zeros(2, 13)) - uniform.bias,
+                              torch.ones(2, 5), atol=1e-6)
+    assert unitarity_error(uniform.unitaries()) < 1e-6  # the gain is after the measurement
+
+
+def test_uniform_gain_learns_where_bare_probabilities_hardly_do() -> None:
+    """Probabilities of a 4-qubit state start near 1/16: as logits they barely differ, so
+    cross-entropy moves slowly; read relative to uniform they train (8x8 digits, 5 epochs)."""
+    from phys import data
+
+    ds = data.load("digits")
+    x, y = torch.as_tensor(ds.x_train).float(), torch.as_tensor(ds.y_train)
+    x_test, y_test = torch.as_tensor(ds.x_test).float(), torch.as_tensor(ds.y_test)
+    accuracy = {}
+    for gain in (1.0, "uniform"):
+        torch.manual_seed(0)
+        layer = DataReUploadingLinear(64, 10, reps=2, gain=gain)
+        opt = torch.optim.Adam(layer.parameters(), lr=0.01)
+        for epoch in range(5):
+            order = torch.randperm(len(x), generator=torch.Generator().manual_seed(epoch))
+            for idx in order.split(50):
+                loss = torch.nn.functional.cross_entropy(layer(x[idx]), y[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        with torch.no_grad():
+            accuracy[gain] = float((layer(x_test).argmax(1) == y_test).float().mean())
+    assert accuracy["uniform"] > 0.6 and accuracy[1.0] < 0.3, accuracy
+
+
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="in_channels"):
         FlippedQuanv3x3(0, 2)
@@ -175,5 +219,8 @@ def test_bad_arguments() -> None:
         DataReUploadingLinear(10, 3, n_qubits=1)
     with pytest.raises(ValueError, match=r"21 qubits need a 2\*\*21 x 2\*\*21 .*: 32 TiB"):
         DataReUploadingLinear(4 ** 20, 3)
+    for gain in (0, -1.0, float("nan"), "max", True):
+        with pytest.raises(ValueError, match="gain must be a finite number > 0 or 'uniform'"):
+            DataReUploadingLinear(10, 3, gain=gain)
     with pytest.raises(ValueError, match=r"shape \(\*, 10\)"):
         DataReUploadingLinear(10, 3)(torch.zeros(2, 11))

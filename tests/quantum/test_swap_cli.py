@@ -66,7 +66,26 @@ def test_summary_and_paper_column() -> None:
     assert "paper" not in format_table(summary, "digits")
 
 
+def test_gain_reaches_the_level_two_layer(tmp_path) -> None:
+    from phys.quantum.creep import DataReUploadingLinear
+    from phys.quantum.swap import HybridNet
+
+    assert HybridNet(2, gain="uniform").fc.gain == 128.0  # 7 qubits
+    assert HybridNet(2).fc.gain == 1.0
+    assert main(["swap", "--data", "digits", "--levels", "2", "--seeds", "1", "--epochs", "1",
+                 "--subset", "20", "--test-subset", "10", "--reps", "1", "--gain", "uniform",
+                 "--torch-device", "cpu", "--no-progress", "--out", str(tmp_path)]) == 0
+    state = torch.load(tmp_path / "runs" / "level2-seed0" / "checkpoint.pt", weights_only=True)
+    layer = HybridNet(2, reps=1, gain="uniform")
+    layer.load_state_dict(state["model"])
+    assert isinstance(layer.fc, DataReUploadingLinear)
+    assert '"gain": "uniform"' in (tmp_path / "config.json").read_text()
+
+
 @pytest.mark.parametrize(("argv", "message"), [
+    (["--gain", "big"], "must be a number or 'uniform'"),
+    (["--gain", "0"], "gain must be a number > 0 or 'uniform'"),
+    (["--torch-device", "nowhere"], "--torch-device 'nowhere' cannot be used here"),
     (["--seeds", "0"], "seeds must be an int >= 1"),
     (["--subset", "0"], "subset must be None or an int >= 1"),
     (["--threads", "0"], "--threads must be >= 1"),
