@@ -13,7 +13,7 @@ swap.csv, swap_epochs.csv and swap.png under --out. Long: tens of minutes. Never
 
     .venv/bin/python bench/swap_study.py [--data mnist fashion_mnist] [--epochs 5]
         [--subset 10000] [--test-subset N] [--seeds 2] [--levels 0 1 2] [--threads 1]
-        [--gain 1|uniform] [--torch-device cpu|cuda]
+        [--gain 1|uniform] [--torch-device cpu|cuda] [--test-every-epoch]
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ def main() -> None:
     parser.add_argument("--gain", default="1",
                         help="level 2's gain on probabilities: a number or 'uniform'")
     parser.add_argument("--torch-device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--test-every-epoch", action="store_true",
+                        help="test accuracy after every epoch (printed and in swap_epochs.csv)")
     parser.add_argument("--out", default=str(ROOT / "runs" / "bench_swap"))
     parser.add_argument("--progress", action="store_true")
     args = parser.parse_args()
@@ -58,7 +60,8 @@ def main() -> None:
     for name in args.data:
         config = SwapConfig(data=name, levels=args.levels, seeds=args.seeds,
                             epochs=args.epochs, subset=args.subset or None,
-                            test_subset=args.test_subset, gain=gain)
+                            test_subset=args.test_subset, gain=gain,
+                            test_every_epoch=args.test_every_epoch)
         t0 = time.perf_counter()
         rows, table = run_study(config, f"{args.out}/{name}", progress=args.progress,
                                 overwrite=True, device=device)

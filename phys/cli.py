@@ -182,6 +182,8 @@ def _add_swap_parser(sub: Any) -> None:
                    help="factor on the quantum linear layer's probabilities at level 2: a "
                         "number or 'uniform' (2**qubits, 128 here, so the uniform state reads "
                         "1; learns far faster than the default 1)")
+    p.add_argument("--test-every-epoch", action="store_true",
+                   help="measure test accuracy after every epoch, not only the last")
     p.add_argument("--torch-device", default="cpu",
                    help="torch device to train on, e.g. cuda (default: cpu)")
     p.add_argument("--threads", type=int,
@@ -381,7 +383,8 @@ def _swap_config(args: argparse.Namespace) -> Any:
     return SwapConfig(data=args.data, levels=args.levels, seeds=args.seeds,
                       epochs=args.epochs, subset=args.subset, test_subset=args.test_subset,
                       batch_size=args.batch_size, lr=args.lr, reps=args.reps,
-                      gain=_gain(args.gain), first_seed=args.first_seed)
+                      gain=_gain(args.gain), first_seed=args.first_seed,
+                      test_every_epoch=args.test_every_epoch)
 
 
 def _torch_device(name: str) -> Any:

@@ -52,6 +52,8 @@ class SwapConfig:
             ``"uniform"`` for ``2**n_qubits`` (see
             :class:`~phys.quantum.creep.DataReUploadingLinear`).
         first_seed: Seed of the first run of each level.
+        test_every_epoch: Also measure test accuracy after every epoch (into
+            ``swap_epochs.csv``), not only after the last.
     """
 
     data: str = "mnist"
@@ -65,6 +67,7 @@ class SwapConfig:
     reps: int = 10
     gain: float | str = 1.0
     first_seed: int = 0
+    test_every_epoch: bool = False
 
     def __post_init__(self) -> None:
         if self.data not in DATASETS:
@@ -219,13 +222,16 @@ def train_level(level: int, seed: int, images: tuple[torch.Tensor, ...], config:
                         "train_loss": total_loss / len(x_tr),
                         "train_accuracy": correct / len(x_tr),
                         "seconds": time.perf_counter() - t0})
+        if config.test_every_epoch:
+            history[-1]["test_accuracy"] = _accuracy(model, x_te, y_te)
         if run is not None:
             run.save(_swap_state(model, opt, gen, epoch, None, history))
             run.write_metrics(history)
+    last = history[-1].get("test_accuracy")
     row = {
         "data": config.data, "level": level, "swapped": SWAPPED[level], "seed": seed,
         "epochs": config.epochs, "train_images": len(x_tr), "test_images": len(x_te),
-        "test_accuracy": _accuracy(model, x_te, y_te),
+        "test_accuracy": _accuracy(model, x_te, y_te) if last is None else last,
         "train_accuracy": history[-1]["train_accuracy"],
         "train_loss": history[-1]["train_loss"],
         "parameters": sum(p.numel() for p in model.parameters()),

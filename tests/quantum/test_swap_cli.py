@@ -74,12 +74,18 @@ def test_gain_reaches_the_level_two_layer(tmp_path) -> None:
     assert HybridNet(2).fc.gain == 1.0
     assert main(["swap", "--data", "digits", "--levels", "2", "--seeds", "1", "--epochs", "1",
                  "--subset", "20", "--test-subset", "10", "--reps", "1", "--gain", "uniform",
-                 "--torch-device", "cpu", "--no-progress", "--out", str(tmp_path)]) == 0
+                 "--torch-device", "cpu", "--test-every-epoch", "--no-progress",
+                 "--out", str(tmp_path)]) == 0
     state = torch.load(tmp_path / "runs" / "level2-seed0" / "checkpoint.pt", weights_only=True)
     layer = HybridNet(2, reps=1, gain="uniform")
     layer.load_state_dict(state["model"])
     assert isinstance(layer.fc, DataReUploadingLinear)
     assert '"gain": "uniform"' in (tmp_path / "config.json").read_text()
+    with open(tmp_path / "swap_epochs.csv", newline="") as fh:
+        epochs = list(csv.DictReader(fh))
+    with open(tmp_path / "swap.csv", newline="") as fh:
+        (row,) = list(csv.DictReader(fh))
+    assert epochs[-1]["test_accuracy"] == row["test_accuracy"]  # measured after each epoch
 
 
 @pytest.mark.parametrize(("argv", "message"), [
