@@ -1,8 +1,9 @@
 """Level 2 with and without unitarity: why the paper's quantum linear layer learns fast.
 
 ``HybridNet(2)`` on an MNIST subset, trained as in the paper (Adam lr 5e-4, batch 200),
-twice: with ``DataReUploadingLinear`` as physnn builds it (real coefficients, every
-trainable gate exactly unitary) and with the paper code's complex-typed coefficients
+three times: with ``DataReUploadingLinear`` as physnn builds it (real coefficients, every
+trainable gate exactly unitary), the same with ``gain="uniform"`` (probabilities times
+2**7 after the measurement), and with the paper code's complex-typed coefficients
 (``exp(i sum_k (a_k + i b_k) P_k)``, ``b`` starting at 0 and trained too), which leave
 unitarity. Prints train and test accuracy and max |U^dagger U - I| of the trainable
 gates after every epoch. Minutes on 2 cores. Never asserts.
@@ -54,9 +55,9 @@ def main() -> None:
                                          test_subset=args.test_subset)
     print(f"{machine()}, threads {torch.get_num_threads()}; MNIST {len(x_tr)} train / "
           f"{len(x_te)} test images, Adam lr {args.lr:g}, batch 200")
-    for variant in ("unitary", "complex"):
+    for variant in ("unitary", "unitary-gain-uniform", "complex"):
         torch.manual_seed(0)
-        model = HybridNet(2)
+        model = HybridNet(2, gain="uniform" if variant == "unitary-gain-uniform" else 1.0)
         if variant == "complex":
             model.fc = ComplexCoefficients(16 * 28 * 28, 10, 10)
         opt = torch.optim.Adam(model.parameters(), lr=args.lr)
