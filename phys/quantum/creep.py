@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn import functional as F  # noqa: N812 - torch's convention
 
 from phys.quantum.statevector import check_memory
-from phys.quantum.unitary import hermitian_exp, pauli_sum
+from phys.quantum.unitary import hermitian_exp, pauli_sum, reupload
 
 __all__ = ["DataReUploadingLinear", "FlippedQuanv3x3", "quanv_direct"]
 
@@ -236,14 +236,12 @@ class DataReUploadingLinear(nn.Module):
                              f"(*, {self.in_features}), got {tuple(x.shape)}")
         lead = x.shape[:-1]
         flat = x.reshape(-1, self.in_features)
-        data = self.data_unitaries(flat)  # (B, d, d)
-        trained = self.unitaries().to(data.dtype)  # (reps, d, d)
-        dim = data.shape[-1]
-        state = torch.full((flat.shape[0], dim, 1), dim ** -0.5, dtype=data.dtype,
-                           device=x.device)  # |+>^n
-        for r in range(self.reps):
-            state = trained[r] @ (data @ state)
-        amplitudes = state[:, :self.out_features, 0]
+        h = self.hamiltonian(flat)
+        h = h.float() if h.dtype != torch.float64 else h
+        trained = self.unitaries()  # (reps, d, d)
+        state = reupload(h, trained.to(torch.complex128 if h.dtype == torch.float64
+                                       else torch.complex64), 1.0 / self.reps)  # (B, d)
+        amplitudes = state[:, :self.out_features]
         probs = torch.view_as_real(amplitudes).square().sum(-1)
         out = self.gain * probs.to(x.dtype) + self.bias.to(x.dtype)
         return out.reshape(*lead, self.out_features)

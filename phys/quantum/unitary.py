@@ -14,7 +14,7 @@ import math
 
 import torch
 
-__all__ = ["hermitian_exp", "pauli_strings", "pauli_sum", "unitarity_error"]
+__all__ = ["hermitian_exp", "pauli_strings", "pauli_sum", "reupload", "unitarity_error"]
 
 _PAULI = {
     "I": ((1, 0), (0, 1)),
@@ -105,6 +105,87 @@ def hermitian_exp(h: torch.Tensor, t: float = 1.0) -> torch.Tensor:
         True
     """
     return _HermitianExp.apply(h, float(t))
+
+
+def _divided_differences(lam: torch.Tensor, t: float) -> torch.Tensor:
+    """``(f(l_j) - f(l_k)) / (l_j - l_k)`` of ``f(x) = exp(i t x)``, finite at ``l_j = l_k``."""
+    mean = (lam.unsqueeze(-1) + lam.unsqueeze(-2)) / 2
+    diff = lam.unsqueeze(-1) - lam.unsqueeze(-2)
+    return (t * torch.sinc(t * diff / (2 * math.pi))) \
+        * torch.polar(torch.ones_like(mean), t * mean + math.pi / 2)
+
+
+def _orthogonal_apply(v: torch.Tensor, z: torch.Tensor, transpose: bool = False) -> torch.Tensor:
+    """``V z`` (or ``V^T z``) per sample for real ``V (B, d, d)`` and complex ``z (B, d)``,
+    as one real batched product on the real and imaginary parts."""
+    m = v.mT if transpose else v
+    return torch.view_as_complex((m @ torch.view_as_real(z)).contiguous())
+
+
+class _Reupload(torch.autograd.Function):
+    """``psi <- W_r exp(i t H) psi`` for ``r = 0 .. R-1`` from ``|+>^n``, never forming
+    ``exp(i t H)``: with ``H = V diag(l) V^T`` (real symmetric ``H``, so real ``V``) each
+    data step is ``V (exp(i t l) * (V^T psi))``. Backward gathers the data steps' gradient
+    in the eigenbasis, ``S = sum_r (V^T g_r)(V^T psi_r)^H`` (rank ``R``), and returns
+    ``V Re(conj(Phi) * S) V^T`` (Daleckii-Krein, as :class:`_HermitianExp`): two real
+    products per sample instead of forming and differentiating the matrix exponential.
+    """
+
+    @staticmethod
+    def forward(ctx, h: torch.Tensor, trained: torch.Tensor,  # type: ignore[override]
+                t: float) -> torch.Tensor:
+        lam, vec = torch.linalg.eigh(h)  # (B, d), (B, d, d) real
+        vec = vec.to(trained.real.dtype)
+        phase = torch.polar(torch.ones_like(lam), lam * t).to(trained.dtype)  # (B, d)
+        batch, dim = lam.shape
+        psi = torch.full((batch, dim), dim ** -0.5, dtype=trained.dtype, device=h.device)
+        data_in, trained_in = [], []
+        for w in trained:
+            a = _orthogonal_apply(vec, psi, transpose=True)  # the state in H's eigenbasis
+            data_in.append(a)
+            psi = _orthogonal_apply(vec, phase * a)
+            trained_in.append(psi)
+            psi = psi @ w.mT
+        ctx.save_for_backward(lam, vec, phase, trained, torch.stack(data_in, -1),
+                              torch.stack(trained_in))
+        ctx.t = t
+        return psi
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+        lam, vec, phase, trained, data_in, trained_in = ctx.saved_tensors
+        g = grad
+        grad_trained = torch.empty_like(trained) if ctx.needs_input_grad[1] else None
+        data_out = []
+        for r in range(len(trained) - 1, -1, -1):
+            if grad_trained is not None:  # sum over the batch of g psi^H
+                grad_trained[r] = g.mT @ trained_in[r].conj()
+            g = g @ trained[r].conj()  # W_r^H g, row-wise
+            a = _orthogonal_apply(vec, g, transpose=True)
+            data_out.append(a)
+            g = _orthogonal_apply(vec, phase.conj() * a)
+        grad_h = None
+        if ctx.needs_input_grad[0]:
+            s = torch.stack(data_out[::-1], -1) @ data_in.mH  # (B, d, d)
+            phi = _divided_differences(lam, ctx.t).to(s.dtype)
+            grad_h = (vec @ (phi.conj() * s).real @ vec.mT).to(lam.dtype)
+        return grad_h, grad_trained, None
+
+
+def reupload(h: torch.Tensor, trained: torch.Tensor, t: float) -> torch.Tensor:
+    """Data re-uploading from ``|+>^n``: ``psi <- trained[r] @ exp(i t H) @ psi`` for each
+    ``r``, differentiable in ``H`` and ``trained``.
+
+    The data unitary is applied through the eigendecomposition of ``H`` and never formed;
+    the gradient with respect to ``H`` is that of the matrix function (finite for equal
+    eigenvalues), as with :func:`hermitian_exp`.
+
+    Shape: ``h (B, d, d)`` real symmetric, ``trained (R, d, d)`` complex -> ``(B, d)``
+    complex, of ``trained``'s dtype.
+    """
+    if h.is_complex():
+        raise ValueError("reupload: H must be real symmetric")
+    return _Reupload.apply(h, trained, float(t))
 
 
 def unitarity_error(u: torch.Tensor) -> float:

@@ -9,7 +9,13 @@ import pytest
 import torch
 
 from phys.quantum.creep import DataReUploadingLinear, FlippedQuanv3x3, quanv_direct
-from phys.quantum.unitary import hermitian_exp, pauli_strings, pauli_sum, unitarity_error
+from phys.quantum.unitary import (
+    hermitian_exp,
+    pauli_strings,
+    pauli_sum,
+    reupload,
+    unitarity_error,
+)
 
 C128 = torch.complex128
 SIGMA = {"I": torch.eye(2, dtype=C128),
@@ -123,6 +129,33 @@ def test_data_reuploading_linear_equals_the_circuit_values_and_gradients() -> No
     gx, gw = torch.autograd.grad((ours * g).sum(), [x, layer.weight])
     ex, ew = torch.autograd.grad((expected * g).sum(), [x, w])
     assert torch.allclose(gx, ex, atol=1e-9) and torch.allclose(gw, ew, atol=1e-9)
+
+
+def test_reupload_equals_forming_each_unitary_even_for_equal_eigenvalues() -> None:
+    """The fused evolution against hermitian_exp + matrix products, with H having a
+    repeated eigenvalue (where differentiating eigh itself divides by zero)."""
+    torch.manual_seed(1)
+    q, _ = torch.linalg.qr(torch.randn(8, 8, dtype=torch.float64))
+    h = torch.stack([q @ torch.diag(torch.tensor([2.0, 2, 2, -1, -1, 0.5, 3, 3],
+                                                 dtype=torch.float64)) @ q.T,
+                     torch.randn(8, 8, dtype=torch.float64)])
+    h = ((h + h.mT) / 2).requires_grad_(True)
+    theta = torch.randn(3, 63, dtype=torch.float64, requires_grad=True)
+    trained = hermitian_exp(pauli_sum(theta, 3))
+    ours = reupload(h, trained, 0.7)
+    state = torch.full((2, 8, 1), 8 ** -0.5, dtype=C128)
+    data = hermitian_exp(h, 0.7)
+    for w in trained:
+        state = w @ (data @ state)
+    expected = state.squeeze(-1)
+    assert torch.allclose(ours, expected, atol=1e-12)
+    g = torch.randn(2, 8, dtype=C128)
+    got = torch.autograd.grad((ours * g.conj()).real.sum(), [h, theta], retain_graph=True)
+    want = torch.autograd.grad((expected * g.conj()).real.sum(), [h, theta])
+    assert all(torch.isfinite(a).all() and torch.allclose(a, b, atol=1e-10)
+               for a, b in zip(got, want, strict=True))
+    with pytest.raises(ValueError, match="real symmetric"):
+        reupload(h.detach().to(C128), trained, 0.7)
 
 
 def test_float32_linear_matches_float64() -> None:
