@@ -387,6 +387,9 @@ def run_study(config: SwapConfig, out: str | Path, *, progress: bool = False,
     summary = summarize(rows)
     title = (f"HybridNet on {config.data}: {config.epochs} epoch(s), {len(images[0])} train "
              f"images, {config.seeds} seed(s)")
+    if 2 in config.levels and config.gain != 1:
+        title += f", level-2 gain {config.gain}"
+
     _plot(summary, epochs, out / PLOT, title, config.data)
     atomic.write_json(top.results, {"rows": rows, "summary": summary})
     return rows, format_table(summary, config.data)
