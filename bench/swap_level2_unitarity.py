@@ -10,6 +10,7 @@ gates after every epoch. Minutes on 2 cores. Never asserts.
 
     .venv/bin/python bench/swap_level2_unitarity.py [--epochs 4] [--subset 6000]
         [--test-subset 2000] [--lr 5e-4] [--threads 1]
+        [--variants unitary unitary-gain-uniform complex]
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import time
 
 from _common import machine, use_shared_data
 
+VARIANTS = ("unitary", "unitary-gain-uniform", "complex")
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -27,6 +30,7 @@ def main() -> None:
     parser.add_argument("--test-subset", type=int, default=2000)
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     args = parser.parse_args()
     use_shared_data()
     import torch
@@ -55,7 +59,7 @@ def main() -> None:
                                          test_subset=args.test_subset)
     print(f"{machine()}, threads {torch.get_num_threads()}; MNIST {len(x_tr)} train / "
           f"{len(x_te)} test images, Adam lr {args.lr:g}, batch 200")
-    for variant in ("unitary", "unitary-gain-uniform", "complex"):
+    for variant in args.variants:
         torch.manual_seed(0)
         model = HybridNet(2, gain="uniform" if variant == "unitary-gain-uniform" else 1.0)
         if variant == "complex":
