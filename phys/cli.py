@@ -368,8 +368,8 @@ def _cmd_devices(args: argparse.Namespace) -> int:
     return 0
 
 
-def _gain(text: str | float) -> float | str:
-    if text == "uniform" or isinstance(text, float):
+def _gain(text: str) -> float | str:
+    if text == "uniform":
         return text
     try:
         return float(text)
