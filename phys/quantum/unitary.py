@@ -54,6 +54,14 @@ def pauli_sum(theta: torch.Tensor, n_qubits: int) -> torch.Tensor:
     return out.reshape(*lead, dim, dim)
 
 
+def _divided_differences(lam: torch.Tensor, t: float) -> torch.Tensor:
+    """``(f(l_j) - f(l_k)) / (l_j - l_k)`` of ``f(x) = exp(i t x)``, finite at ``l_j = l_k``."""
+    mean = (lam.unsqueeze(-1) + lam.unsqueeze(-2)) / 2
+    diff = lam.unsqueeze(-1) - lam.unsqueeze(-2)
+    return (t * torch.sinc(t * diff / (2 * math.pi))) \
+        * torch.polar(torch.ones_like(mean), t * mean + math.pi / 2)
+
+
 class _HermitianExp(torch.autograd.Function):
     """``exp(i t H)`` through ``eigh``, with the Daleckii-Krein derivative in backward.
 
@@ -76,11 +84,7 @@ class _HermitianExp(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
         lam, vec = ctx.saved_tensors
-        t = ctx.t
-        mean = (lam.unsqueeze(-1) + lam.unsqueeze(-2)) / 2
-        diff = lam.unsqueeze(-1) - lam.unsqueeze(-2)
-        phi = (t * torch.sinc(t * diff / (2 * math.pi))) \
-            * torch.polar(torch.ones_like(mean), t * mean + math.pi / 2)
+        phi = _divided_differences(lam, ctx.t)
         v = vec.to(grad.dtype)
         inner = v.mH @ grad @ v
         g = v @ (phi.conj().to(grad.dtype) * inner) @ v.mH
@@ -105,14 +109,6 @@ def hermitian_exp(h: torch.Tensor, t: float = 1.0) -> torch.Tensor:
         True
     """
     return _HermitianExp.apply(h, float(t))
-
-
-def _divided_differences(lam: torch.Tensor, t: float) -> torch.Tensor:
-    """``(f(l_j) - f(l_k)) / (l_j - l_k)`` of ``f(x) = exp(i t x)``, finite at ``l_j = l_k``."""
-    mean = (lam.unsqueeze(-1) + lam.unsqueeze(-2)) / 2
-    diff = lam.unsqueeze(-1) - lam.unsqueeze(-2)
-    return (t * torch.sinc(t * diff / (2 * math.pi))) \
-        * torch.polar(torch.ones_like(mean), t * mean + math.pi / 2)
 
 
 def _orthogonal_apply(v: torch.Tensor, z: torch.Tensor, transpose: bool = False) -> torch.Tensor:
@@ -163,7 +159,8 @@ class _Reupload(torch.autograd.Function):
             g = g @ trained[r].conj()  # W_r^H g, row-wise
             a = _orthogonal_apply(vec, g, transpose=True)
             data_out.append(a)
-            g = _orthogonal_apply(vec, phase.conj() * a)
+            if r:  # the gradient reaching the previous step (none for the fixed |+>^n)
+                g = _orthogonal_apply(vec, phase.conj() * a)
         grad_h = None
         if ctx.needs_input_grad[0]:
             s = torch.stack(data_out[::-1], -1) @ data_in.mH  # (B, d, d)
