@@ -143,8 +143,7 @@ def _accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
     with torch.no_grad():
         for start in range(0, len(x), batch):
             logits = model(x[start:start + batch])
-            correct += int((logits.argmax(1) == y[start:start + batch].to(logits.device))
-                           .sum())
+            correct += int((logits.argmax(1) == y[start:start + batch]).sum())
     return correct / len(x)
 
 
