@@ -293,6 +293,10 @@ def _plot(summary: Sequence[dict[str, Any]], epochs: Sequence[dict[str, Any]], p
                     label="paper's code (50 epochs)")
     ax_acc.set(xlabel="replacement level", ylabel="test accuracy (%)", xticks=levels,
                title="test accuracy per level")
+    low, high = ax_acc.get_ylim()
+    if high - low < 2:  # show at least 2 points, so that results a hair apart look close
+        middle = (low + high) / 2
+        ax_acc.set_ylim(middle - 1, middle + 1)
     ax_acc.grid(alpha=0.3)
     ax_acc.legend()
     for i, level in enumerate(levels):
