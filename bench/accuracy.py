@@ -16,8 +16,8 @@ import time
 
 from _common import machine, use_shared_data
 
-# MNIST and Fashion-MNIST: 3 cavity layers of 512 units with 32 detectors each, every
-# wrong label as a negative and the softmax loss over a sample's labels.
+# MNIST: 3 cavity layers of 512 units with 32 detectors each, every wrong label as a
+# negative and the softmax loss over a sample's labels (Fashion-MNIST: see its task).
 _IMAGES = {"layers": 3, "hidden": 512, "measurements": 32, "epochs": 10, "batch_size": 128,
            "lr": 2e-3, "schedule": "cosine", "negatives": "all", "loss": "softmax",
            "theta": 20.0}
@@ -26,7 +26,10 @@ TASKS = {
     "vowels7": ({"data": "vowels", "data_options": {"classes": 7, "talkers": "w"},
                  "epochs": 100, "batch_size": 16}, 0.96),
     "mnist": ({"data": "mnist", **_IMAGES}, 0.98),
-    "fashion_mnist": ({"data": "fashion_mnist", **_IMAGES}, 0.90),
+    # one wide layer: width helped more than depth, batch 32 and a large label embedding
+    "fashion_mnist": ({"data": "fashion_mnist", **_IMAGES, "layers": 1, "hidden": 4096,
+                       "epochs": 12, "batch_size": 32, "lr": 1e-3, "label_scale": 12.0},
+                      0.90),
 }
 
 
