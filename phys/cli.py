@@ -53,6 +53,9 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
                    help="phyll: hot value of the one-hot label embedding")
     p.add_argument("--theta", type=float, default=8.0,
                    help="phyll: sharpness of the contrast loss")
+    p.add_argument("--dropout", type=float, default=0.0,
+                   help="phyll: fraction of each layer's outputs dropped from its goodness "
+                        "in training")
     p.add_argument("--twin", choices=["surrogate", "simulator"], default="surrogate",
                    help="pat: a network fitted to device queries, or the simulator with "
                         "--twin-option overrides")

@@ -36,7 +36,7 @@ class TrainSpec:
         hidden: Output width of every layer's digital map.
         measurements: Detector count ``n_out`` asked of each device (when it takes one).
         epochs, batch_size, lr, weight_decay, schedule: training options.
-        negatives, readout, goodness, loss, label_scale, theta: PhyLL options, see
+        negatives, readout, goodness, loss, label_scale, theta, dropout: PhyLL options, see
             :class:`phys.train.phyll.PhyLLConfig`.
         twin: PAT's digital twin: ``"surrogate"`` (a network fitted to ``twin_samples``
             device queries) or ``"simulator"`` (the device's simulator opened with
@@ -66,6 +66,7 @@ class TrainSpec:
     loss: str = "contrast"
     label_scale: float = 3.0
     theta: float = 8.0
+    dropout: float = 0.0
     twin: str = "surrogate"
     twin_samples: int = 8192
     twin_options: dict[str, Any] = field(default_factory=dict)
@@ -160,7 +161,8 @@ def build(spec: TrainSpec, n_features: int, n_classes: int, opened: list[Device]
 
         config = PhyLLConfig(**common, negatives=spec.negatives, readout=spec.readout,
                              goodness=spec.goodness, loss=spec.loss,
-                             label_scale=spec.label_scale, theta=spec.theta)
+                             label_scale=spec.label_scale, theta=spec.theta,
+                             dropout=spec.dropout)
         layers = _open_devices(spec, n_features + n_classes, opened, opener)
         network = PhyLLNetwork(layers, n_classes, label_scale=spec.label_scale,
                                goodness=spec.goodness, seed=spec.seed)

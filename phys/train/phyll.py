@@ -50,6 +50,9 @@ class PhyLLConfig(TrainConfig):
             classifier on the layers' outputs for a neutral label (1 query).
         readout_lr: Adam learning rate of the linear readout (a convex problem on
             features that keep moving, so it is given a larger rate).
+        dropout: Fraction of each layer's outputs zeroed at random in its goodness
+            during training (a regulariser; the next layer gets the whole output).
+            Goodness and predictions never drop.
     """
 
     goodness: str = "cosine"
@@ -60,9 +63,12 @@ class PhyLLConfig(TrainConfig):
     label_scale: float = 3.0
     readout: str = "goodness"
     readout_lr: float = 1e-2
+    dropout: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         for key, allowed in (("goodness", GOODNESS), ("loss", LOSSES),
                              ("negatives", NEGATIVES), ("readout", READOUTS)):
             if getattr(self, key) not in allowed:
@@ -242,6 +248,16 @@ class PhyLLTrainer(Trainer):
             return all_wrong_labels(labels, c).reshape(-1), c - 1
         return wrong_labels(labels, c, self.generator), 1
 
+    def _drop(self, y: torch.Tensor) -> torch.Tensor:
+        """``y`` with a ``dropout`` fraction of entries zeroed, from the trainer's seeded
+        generator. Not rescaled: both goodness measures compare outputs of one layer,
+        and the cosine is blind to scale."""
+        p = self.config.dropout
+        if p == 0.0:
+            return y
+        keep = torch.rand(y.shape, generator=self.generator) >= p
+        return y * keep
+
     def _layer_loss(self, g_pos: torch.Tensor, g_neg: torch.Tensor) -> torch.Tensor:
         cfg = self.config
         if cfg.loss == "contrast":
@@ -264,7 +280,7 @@ class PhyLLTrainer(Trainer):
                 out = net.first_layer(x, rows, k + 1)
             else:
                 out = layer.digital(layer.measure(h), h)
-            g = net.layer_goodness(i, out).view(b, k + 1)
+            g = net.layer_goodness(i, self._drop(out)).view(b, k + 1)
             loss = self._layer_loss(g[:, 0], g[:, 1:])
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -162,6 +162,35 @@ def test_every_goodness_and_loss_learns_a_separable_task(goodness, loss, lr):
     assert trainer.evaluate(x[200:], y[200:]) >= 0.9
 
 
+def test_dropout_hides_a_seeded_fraction_of_outputs_in_training_only():
+    y = torch.rand(400, 50) + 0.1
+    net = _network()
+    dropped = PhyLLTrainer(net, PhyLLConfig(dropout=0.3, seed=4))._drop(y)
+    zeroed = (dropped == 0).float().mean()
+    assert 0.27 < zeroed < 0.33
+    kept = dropped != 0
+    assert torch.equal(dropped[kept], y[kept])  # kept entries are not rescaled
+    again = PhyLLTrainer(_network(), PhyLLConfig(dropout=0.3, seed=4))._drop(y)
+    assert torch.equal(dropped, again)
+    assert PhyLLTrainer(net, PhyLLConfig())._drop(y) is y
+    # training losses see the drop, evaluation does not
+    x, labels = torch.rand(16, 6), torch.randint(0, 3, (16,))
+    plain, drop = (PhyLLTrainer(_network(), PhyLLConfig(dropout=p, lr=1e-12)) for p in (0, 0.5))
+    assert plain.train_step(x, labels) != drop.train_step(x, labels)
+    assert plain.evaluate(x, labels) == drop.evaluate(x, labels)
+
+
+def test_training_with_dropout_learns_a_separable_task():
+    gen = torch.Generator().manual_seed(1)
+    centers = torch.rand(3, 6, generator=gen)
+    y = torch.randint(0, 3, (240,), generator=gen)
+    x = (centers[y] + 0.05 * torch.randn(240, 6, generator=gen)).clamp(0, 1)
+    trainer = PhyLLTrainer(_network(hidden=32), PhyLLConfig(
+        epochs=15, loss="softmax", lr=3e-3, batch_size=32, dropout=0.3))
+    trainer.fit(x[:200], y[:200])
+    assert trainer.evaluate(x[200:], y[200:]) >= 0.9
+
+
 def test_digits_reaches_stated_accuracy_quickly():
     """The embedded default task: 2 cavity layers on digits, 8 epochs, >= 0.95 test."""
     data = load("digits")
@@ -229,6 +258,9 @@ def test_config_and_network_validation():
         PhyLLConfig(negatives="shuffled")
     with pytest.raises(ValueError, match="epochs"):
         PhyLLConfig(epochs=0)
+    for bad in (-0.1, 1.0, float("nan")):
+        with pytest.raises(ValueError, match="dropout"):
+            PhyLLConfig(dropout=bad)
     dev = phys.open("cavity", n_in=9, n_out=4, n_scatterers=8)
     a = PhysicalLayer(dev, 9, 5)
     b = PhysicalLayer(phys.open("cavity", n_in=7, n_out=4, n_scatterers=8), 7, 5)
