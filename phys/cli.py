@@ -38,6 +38,8 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hidden", type=int, default=256, help="width of each layer's output")
     p.add_argument("--measurements", type=int, default=64,
                    help="detectors n_out per device, when the device takes it")
+    p.add_argument("--activation", choices=["relu", "abs"], default="relu",
+                   help="nonlinearity after each layer's digital map")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)

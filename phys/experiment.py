@@ -21,6 +21,7 @@ __all__ = ["TRAINERS", "TWINS", "TrainSpec", "open_layer_device", "run"]
 
 TRAINERS = ("phyll", "backprop", "pat")
 TWINS = ("surrogate", "simulator")
+ACTIVATIONS = ("relu", "abs")  # those of phys.layers.PhysicalLayer
 
 
 @dataclass
@@ -34,6 +35,8 @@ class TrainSpec:
         data: Dataset name (see :func:`phys.data.names`).
         layers: Number of physical layers.
         hidden: Output width of every layer's digital map.
+        activation: Nonlinearity after every layer's digital map: ``"relu"`` or
+            ``"abs"`` (the PhyLL paper's ``|x|``, whose units cannot die).
         measurements: Detector count ``n_out`` asked of each device (when it takes one).
         epochs, batch_size, lr, weight_decay, schedule: training options.
         negatives, readout, goodness, loss, label_scale, theta, dropout: PhyLL options, see
@@ -54,6 +57,7 @@ class TrainSpec:
     data: str = "digits"
     layers: int = 2
     hidden: int = 256
+    activation: str = "relu"
     measurements: int = 64
     epochs: int = 20
     batch_size: int = 64
@@ -82,6 +86,9 @@ class TrainSpec:
         if self.trainer not in TRAINERS:
             raise ValueError(f"unknown trainer {self.trainer!r}; choose one of "
                              f"{', '.join(TRAINERS)}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {self.activation!r}; choose one of "
+                             f"{', '.join(ACTIVATIONS)}")
         if self.twin not in TWINS:
             raise ValueError(f"unknown twin {self.twin!r}; choose one of {', '.join(TWINS)}")
 
@@ -110,7 +117,8 @@ def _open_devices(spec: TrainSpec, first_width: int, opened: list[Device],
     for i in range(spec.layers):
         dev = opener(spec.device, width, spec.measurements, spec.seed + i, spec.device_options)
         opened.append(dev)
-        layers.append(PhysicalLayer(dev, width, spec.hidden, seed=spec.seed + i))
+        layers.append(PhysicalLayer(dev, width, spec.hidden, activation=spec.activation,
+                                    seed=spec.seed + i))
         width = spec.hidden
     return layers
 

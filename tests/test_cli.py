@@ -38,7 +38,8 @@ def test_help_lists_commands():
 def test_train_writes_every_file(tmp_path):
     out = tmp_path / "run"
     proc = run("train", "--device", "cavity", "--data", "digits", "--layers", "2",
-               "--epochs", "2", "--hidden", "64", "--seed", "1", "--out", str(out))
+               "--epochs", "2", "--hidden", "64", "--seed", "1", "--dropout", "0.1",
+               "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     assert "test accuracy" in proc.stdout and "device queries" in proc.stdout
     results = json.loads((out / "results.json").read_text())
@@ -46,6 +47,7 @@ def test_train_writes_every_file(tmp_path):
                 "device_samples", "config"):
         assert key in results, key
     assert results["epochs"] == 2 and results["config"]["seed"] == 1
+    assert results["config"]["dropout"] == 0.1
     assert 0.5 < results["test_accuracy"] <= 1.0
     assert results["device_queries"] > 0 and results["device_samples"] > results["device_queries"]
     rows = list(csv.DictReader((out / "metrics.csv").open()))
@@ -87,7 +89,7 @@ def test_devices_lists_cavity_with_info(capsys):
     assert "cavity" in out and "n_in=" in out and "differentiable=True" in out
 
 
-@pytest.mark.parametrize("trainer,extra", [("backprop", []),
+@pytest.mark.parametrize("trainer,extra", [("backprop", ["--activation", "abs"]),
                                            ("pat", ["--twin", "simulator", "-t", "drive=5.0"]),
                                            ("pat", ["--twin-samples", "1024"])])
 def test_train_with_each_baseline(tmp_path, trainer, extra):
@@ -100,6 +102,7 @@ def test_train_with_each_baseline(tmp_path, trainer, extra):
     assert results["digital_flops"] > 0
     if trainer == "backprop":
         assert results["device_samples"] == 0
+        assert results["config"]["activation"] == "abs"
     else:
         assert results["device_samples"] > 0 and results["twins"][0]["kind"] in extra[1:2] + [
             "surrogate"]

@@ -22,3 +22,24 @@ def test_spec_validation():
         TrainSpec(twin="oracle")
     with pytest.raises(ValueError, match="epochs must be >= 1"):
         TrainSpec(epochs=0)
+    with pytest.raises(ValueError, match="unknown activation 'tanh'"):
+        TrainSpec(activation="tanh")
+
+
+def test_spec_activations_are_the_layers_own():
+    from phys import layers
+    from phys.experiment import ACTIVATIONS, _open_devices
+
+    assert set(ACTIVATIONS) == set(layers._ACTIVATIONS)
+    spec = TrainSpec(layers=2, hidden=6, measurements=4, activation="abs",
+                     device_options={"n_scatterers": 8})
+    opened = []
+    built = _open_devices(spec, 9, opened)
+    try:
+        assert [layer.activation for layer in built] == ["abs", "abs"]
+        x = torch.randn(5, 9)
+        z = built[0].digital(built[0].measure(x), x)
+        assert (z > 0).all()  # |.| has no dead zone, unlike relu
+    finally:
+        for dev in opened:
+            dev.close()
