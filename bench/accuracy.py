@@ -2,8 +2,9 @@
 
 Targets: MNIST >= 0.98, Fashion-MNIST >= 0.90, vowels (7 classes, formants) >= 0.96.
 Each task runs `phys train` with the settings below (state them with the result) and
-prints test accuracy, epochs, wall time and the ratio to the target. Long: minutes per
-task on 2 cores. Never asserts.
+prints test accuracy, epochs, wall time and the ratio to the target. Long: minutes for
+vowels, about 20 minutes for MNIST and an hour for Fashion-MNIST on one core. Never
+asserts.
 
     .venv/bin/python bench/accuracy.py [--tasks vowels7 mnist fashion_mnist]
 """
@@ -26,9 +27,10 @@ TASKS = {
     "vowels7": ({"data": "vowels", "data_options": {"classes": 7, "talkers": "w"},
                  "epochs": 100, "batch_size": 16}, 0.96),
     "mnist": ({"data": "mnist", **_IMAGES}, 0.98),
-    # one wide layer: width helped more than depth, batch 32 and a large label embedding
+    # one wide layer (width helped more than depth), batch 32, a large label embedding
+    # and long training (0.8976 after 12 epochs, 0.8994 after 20, 0.9013 after 30)
     "fashion_mnist": ({"data": "fashion_mnist", **_IMAGES, "layers": 1, "hidden": 4096,
-                       "epochs": 12, "batch_size": 32, "lr": 1e-3, "label_scale": 12.0},
+                       "epochs": 30, "batch_size": 32, "lr": 1e-3, "label_scale": 12.0},
                       0.90),
 }
 
