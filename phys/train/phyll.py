@@ -51,8 +51,9 @@ class PhyLLConfig(TrainConfig):
         readout_lr: Adam learning rate of the linear readout (a convex problem on
             features that keep moving, so it is given a larger rate).
         dropout: Fraction of each layer's outputs zeroed at random in its goodness
-            during training (a regulariser; the next layer gets the whole output).
-            Goodness and predictions never drop.
+            during training, the rest scaled by ``1 / (1 - dropout)`` (a regulariser;
+            the next layer gets the whole output). Evaluation and predictions never
+            drop.
     """
 
     goodness: str = "cosine"
@@ -249,14 +250,14 @@ class PhyLLTrainer(Trainer):
         return wrong_labels(labels, c, self.generator), 1
 
     def _drop(self, y: torch.Tensor) -> torch.Tensor:
-        """``y`` with a ``dropout`` fraction of entries zeroed, from the trainer's seeded
-        generator. Not rescaled: both goodness measures compare outputs of one layer,
-        and the cosine is blind to scale."""
+        """``y`` with a ``dropout`` fraction of entries zeroed (from the trainer's seeded
+        generator) and the rest scaled by ``1 / (1 - dropout)``; the cosine goodness is
+        blind to that scale."""
         p = self.config.dropout
         if p == 0.0:
             return y
         keep = torch.rand(y.shape, generator=self.generator) >= p
-        return y * keep
+        return y * keep / (1.0 - p)
 
     def _layer_loss(self, g_pos: torch.Tensor, g_neg: torch.Tensor) -> torch.Tensor:
         cfg = self.config
