@@ -144,6 +144,14 @@ def test_goodness_prediction_costs_one_query_per_class_and_linear_one():
     assert dev.stats.samples - s0 == 5
 
 
+def _separable(seed):
+    """240 samples of 6 features in [0, 1] around 3 random centres, and their labels."""
+    gen = torch.Generator().manual_seed(seed)
+    centers = torch.rand(3, 6, generator=gen)
+    y = torch.randint(0, 3, (240,), generator=gen)
+    return (centers[y] + 0.05 * torch.randn(240, 6, generator=gen)).clamp(0, 1), y
+
+
 @pytest.mark.parametrize("goodness,loss,lr", [
     ("cosine", "contrast", 3e-3),
     ("cosine", "softmax", 3e-3),
@@ -151,10 +159,7 @@ def test_goodness_prediction_costs_one_query_per_class_and_linear_one():
     ("meansquare", "contrast", 3e-3),
 ])
 def test_every_goodness_and_loss_learns_a_separable_task(goodness, loss, lr):
-    gen = torch.Generator().manual_seed(0)
-    centers = torch.rand(3, 6, generator=gen)
-    y = torch.randint(0, 3, (240,), generator=gen)
-    x = (centers[y] + 0.05 * torch.randn(240, 6, generator=gen)).clamp(0, 1)
+    x, y = _separable(seed=0)
     net = _network(goodness=goodness, hidden=16)
     trainer = PhyLLTrainer(net, PhyLLConfig(epochs=15, goodness=goodness, loss=loss, lr=lr,
                                             batch_size=32))
@@ -181,10 +186,7 @@ def test_dropout_hides_a_seeded_fraction_of_outputs_in_training_only():
 
 
 def test_training_with_dropout_learns_a_separable_task():
-    gen = torch.Generator().manual_seed(1)
-    centers = torch.rand(3, 6, generator=gen)
-    y = torch.randint(0, 3, (240,), generator=gen)
-    x = (centers[y] + 0.05 * torch.randn(240, 6, generator=gen)).clamp(0, 1)
+    x, y = _separable(seed=1)
     trainer = PhyLLTrainer(_network(hidden=32), PhyLLConfig(
         epochs=15, loss="softmax", lr=3e-3, batch_size=32, dropout=0.3))
     trainer.fit(x[:200], y[:200])
