@@ -15,19 +15,29 @@ _LAZY = {
     "Device": "phys.device",
     "DeviceInfo": "phys.device",
     "DeviceStats": "phys.device",
+    "DeviceUnavailable": "phys.device",
+    "ParamSpec": "phys.device",
+    "DeviceSpec": "phys.registry",
     "open": "phys.registry",
     "PhysicalLayer": "phys.layers",
 }
 
-__all__ = [*_LAZY, "__version__"]
+#: Subpackages that ``import phys`` makes reachable as attributes, loaded on first use.
+_SUBMODULES = ("data", "devices", "quantum", "registry", "simulators", "testing",
+               "train")
+
+__all__ = [*_LAZY, *_SUBMODULES, "__version__"]
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'phys' has no attribute {name!r}")
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"phys.{name}")
+    else:
+        raise AttributeError(f"module 'phys' has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
 
 def __dir__() -> list[str]:

@@ -15,13 +15,65 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from types import MappingProxyType
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
 from phys.flops import physical
 
-__all__ = ["Device", "DeviceInfo", "DeviceStats", "validate_batch"]
+__all__ = ["SIZES", "Device", "DeviceInfo", "DeviceStats", "DeviceUnavailable", "ParamSpec",
+           "validate_batch"]
+
+#: The layer-sizing options. A trainer that opens one device per layer passes those that a
+#: device class declares in :attr:`Device.sizes`, so a simulator fits the layer; fixed
+#: hardware declares none and a layer adapts to it.
+SIZES = ("n_in", "n_out", "seed")
+
+
+class DeviceUnavailable(RuntimeError):
+    """A device that is lost or does not answer (cable pulled, power lost, a link that keeps
+    failing). Drivers raise subclasses of it; a device whose ``info.recoverable`` is true can
+    then be opened again with :meth:`Device.reopen`."""
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One settable physical parameter of a device (an SLM mask, a scatterer's tuning).
+
+    Args:
+        name: Parameter name, as :meth:`Device.set` takes it.
+        shape: Shape of its value, e.g. ``(32,)``.
+        min: Smallest allowed value of every element (inclusive), in ``units``.
+        max: Largest allowed value of every element (inclusive).
+        units: Physical units of the values (``""`` when dimensionless).
+        index: The wire protocol's SET index for serial devices, else ``None``.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    min: float
+    max: float
+    units: str = ""
+    index: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"ParamSpec.name must be a non-empty string, got {self.name!r}")
+        shape = tuple(self.shape)
+        if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in shape):
+            raise ValueError(f"ParamSpec {self.name!r}: shape must be positive ints, got "
+                             f"{self.shape!r}")
+        lo, hi = float(self.min), float(self.max)
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
+            raise ValueError(f"ParamSpec {self.name!r} needs finite min <= max, got "
+                             f"{self.min!r}, {self.max!r}")
+        object.__setattr__(self, "shape", shape)
+        object.__setattr__(self, "min", lo)
+        object.__setattr__(self, "max", hi)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: (list(self.shape) if f.name == "shape" else getattr(self, f.name))
+                for f in fields(self)}
 
 
 @dataclass(frozen=True)
@@ -38,6 +90,11 @@ class DeviceInfo:
             :meth:`Device.query` splits larger batches.
         differentiable: ``True`` when :meth:`Device.vjp` gives exact gradients.
         stochastic: ``True`` when repeated queries of one input may differ (noise).
+        exclusive: ``True`` for one physical instance (a rig on a port): whoever shares it
+            must route every query through one holder of it, as a sweep does.
+        recoverable: ``True`` when the device can be opened again with
+            :meth:`Device.reopen` after :class:`DeviceUnavailable`.
+        params: The device's settable physical parameters, as :class:`ParamSpec`.
         extra: Free-form facts such as firmware version or units (read-only).
     """
 
@@ -49,6 +106,9 @@ class DeviceInfo:
     max_batch: int
     differentiable: bool = False
     stochastic: bool = False
+    exclusive: bool = False
+    recoverable: bool = False
+    params: tuple[ParamSpec, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -64,6 +124,14 @@ class DeviceInfo:
             )
         object.__setattr__(self, "in_min", lo)
         object.__setattr__(self, "in_max", hi)
+        for key in ("differentiable", "stochastic", "exclusive", "recoverable"):
+            if not isinstance(getattr(self, key), bool):
+                raise ValueError(f"DeviceInfo.{key} must be a bool, got {getattr(self, key)!r}")
+        params = tuple(p if isinstance(p, ParamSpec) else ParamSpec(**p) for p in self.params)
+        names = [p.name for p in params]
+        if len(set(names)) != len(names):
+            raise ValueError(f"DeviceInfo.params has a name twice: {names}")
+        object.__setattr__(self, "params", params)
         object.__setattr__(self, "extra", MappingProxyType(dict(self.extra)))
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
@@ -74,10 +142,43 @@ class DeviceInfo:
         )
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain-dict copy (JSON-serialisable when ``extra`` is)."""
+        """Plain-dict copy (JSON-serialisable when ``extra`` is); :meth:`from_dict` reads
+        it back."""
         d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["params"] = [p.as_dict() for p in self.params]
         d["extra"] = dict(self.extra)
         return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> DeviceInfo:
+        """The info that :meth:`as_dict` wrote (e.g. read back from JSON).
+
+        Raises:
+            ValueError: a key that is not a field, a missing field, or a bad value.
+        """
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"DeviceInfo has no field {', '.join(unknown)}")
+        values = dict(d)
+        values["params"] = tuple(ParamSpec(**{**p, "shape": tuple(p["shape"])})
+                                 for p in values.get("params", ()))
+        try:
+            return cls(**values)
+        except TypeError as err:
+            raise ValueError(f"DeviceInfo: {err}") from None
+
+    def param(self, name: str) -> ParamSpec:
+        """The parameter called ``name``.
+
+        Raises:
+            ValueError: the device has no such parameter (the message lists those it has).
+        """
+        for p in self.params:
+            if p.name == name:
+                return p
+        have = ", ".join(p.name for p in self.params) or "none"
+        raise ValueError(f"device {self.name!r} has no parameter {name!r}; it has {have}")
 
 
 @dataclass
@@ -161,6 +262,8 @@ class Device(ABC):
     * :meth:`query` validates the input, splits it into chunks of at most
       ``info.max_batch`` rows, runs :meth:`_query` on each without autograd, checks what
       comes back and updates :attr:`stats`;
+    * inputs are moved to :attr:`torch_device` (where the device computes) and results
+      back to the input's torch device, so no subclass moves data;
     * :meth:`close` is idempotent and the device is a context manager.
 
     Shape:
@@ -178,6 +281,12 @@ class Device(ABC):
     """
 
     info: DeviceInfo
+
+    #: Where :meth:`_query` wants its inputs; results go back to the caller's device.
+    torch_device: torch.device = torch.device("cpu")
+
+    #: The layer-sizing options (of :data:`SIZES`) the constructor takes.
+    sizes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self) -> None:
         self.stats = DeviceStats()
@@ -211,6 +320,17 @@ class Device(ABC):
             f"device {self.info.name!r} is not differentiable: it can only be queried"
         )
 
+    def reopen(self) -> None:
+        """Open the device again after :class:`DeviceUnavailable`, with its settings
+        restored. Devices whose ``info.recoverable`` is true implement it; by default the
+        device cannot be reopened.
+
+        Raises:
+            DeviceUnavailable: the device cannot be reopened (or is still not answering).
+        """
+        raise DeviceUnavailable(
+            f"device {self.info.name!r} cannot be reopened (its info.recoverable is False)")
+
     # -- the public surface -----------------------------------------------------------
     @property
     def closed(self) -> bool:
@@ -233,6 +353,7 @@ class Device(ABC):
             return torch.empty(0, self.info.n_out, dtype=torch.float32, device=out_device)
         step = self.info.max_batch
         parts = []
+        batch = batch.to(self.torch_device)
         with self._lock, torch.no_grad(), physical():
             for start in range(0, n, step):
                 chunk = batch[start:start + step]
@@ -273,7 +394,7 @@ class Device(ABC):
                 f"inputs; expected ({rows}, {self.info.n_out})"
             )
         y = y.detach().to(torch.float32)
-        if not torch.isfinite(y).all():
+        if not bool(torch.isfinite(y).all()):
             raise RuntimeError(f"device {self.info.name!r} answered a non-finite value")
         return y
 

@@ -6,7 +6,6 @@ the same from Python.
 
 from __future__ import annotations
 
-import inspect
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -96,12 +95,8 @@ class TrainSpec:
 def open_layer_device(name: str, n_in: int, n_out: int, seed: int,
                       options: Mapping[str, Any]) -> Device:
     """Open device ``name`` for one layer, passing ``n_in``, ``n_out`` and ``seed`` when
-    its constructor takes them (simulators do; fixed hardware does not)."""
-    params = inspect.signature(registry.factory(name)).parameters
-    takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in params.values())
-    defaults = {"n_in": n_in, "n_out": n_out, "seed": seed}
-    chosen = {k: v for k, v in defaults.items() if k in params or takes_kwargs}
-    return registry.open(name, **{**chosen, **options})
+    the device declares them in its ``sizes`` (simulators do; fixed hardware does not)."""
+    return registry.DeviceSpec.parse(name, options).open(n_in=n_in, n_out=n_out, seed=seed)
 
 
 #: ``opener(name, n_in, n_out, seed, options)``: how a layer's device is opened.
@@ -240,7 +235,7 @@ def run(spec: TrainSpec, *, out: str | Path | None = None, progress: bool = Fals
     if run_dir is not None:
         run_dir.check("train", config, resume=resume, overwrite=overwrite)
     if opener is None:
-        registry.factory(spec.device)  # unknown device: fail before loading data
+        registry.DeviceSpec.parse(spec.device, spec.device_options)  # fail before loading data
     dataset = data.load(spec.data, **spec.data_options)
     state = run_dir.load()[0] if resume and run_dir is not None else None
     if state is not None and state.get("kind") != "train":

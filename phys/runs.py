@@ -421,24 +421,25 @@ class Keeper:
 def device_guard(trainer: Any, keeper: Keeper | None, *, wait: float, resume_hint: str,
                  poll: float = 0.5, log: Callable[[str], None] = _log
                  ) -> Callable[[str, Callable[[], Any]], Any] | None:
-    """A :attr:`~phys.train.base.Trainer.guard` for trainers whose devices can be lost
-    (those with a ``reopen()`` method, such as :class:`~phys.devices.serial.SerialDevice`);
-    ``None`` when no device can be.
+    """A :attr:`~phys.train.base.Trainer.guard` for trainers whose devices can be lost and
+    found again (``info.recoverable``, such as a serial lab device); ``None`` when no
+    device can be.
 
     When a device stops answering during a training step, the trainer is put back where it
-    was before the step, the run is saved, and the guard says so and tries ``reopen()``
+    was before the step (:class:`~phys.DeviceUnavailable` raised), the run is saved, and
+    the guard says so and tries :meth:`~phys.Device.reopen`
     every ``poll`` seconds for up to ``wait`` seconds. If the device comes back, the step
     runs again; otherwise :class:`DeviceLost` is raised with a message that names
     ``resume_hint`` (the command that continues the run).
     """
     if not isinstance(wait, (int, float)) or not wait >= 0 or math.isinf(wait):
         raise ValueError(f"device wait must be a number of seconds >= 0, got {wait!r}")
-    fallible = [d for d in trainer.devices() if callable(getattr(d, "reopen", None))]
+    fallible = [d for d in trainer.devices() if d.info.recoverable]
     if not fallible:
         return None
     import torch
 
-    from phys.devices.serial import SerialDeviceError
+    from phys.device import DeviceUnavailable
 
     def back() -> bool:
         deadline = time.monotonic() + wait
@@ -447,7 +448,7 @@ def device_guard(trainer: Any, keeper: Keeper | None, *, wait: float, resume_hin
                 for dev in fallible:
                     dev.reopen()
                 return True
-            except SerialDeviceError as err:
+            except DeviceUnavailable as err:
                 if time.monotonic() >= deadline:
                     log(f"still no answer: {err}")
                     return False
@@ -460,7 +461,7 @@ def device_guard(trainer: Any, keeper: Keeper | None, *, wait: float, resume_hin
         while True:
             try:
                 return call()
-            except SerialDeviceError as err:
+            except DeviceUnavailable as err:
                 if before is not None:
                     trainer.load_state_dict(copy.deepcopy(before[0]))
                     torch.set_rng_state(before[1])

@@ -365,7 +365,8 @@ def is_hardware(spec: str) -> bool:
     rather than a simulator that every point can open for itself."""
     from phys import registry
 
-    return registry._opener_for(spec) == registry.OPENERS["serial"]
+    opener = registry._opener_for(spec)
+    return opener is not None and opener.target == registry.OPENERS["serial"].target
 
 
 class DeviceHolder:
@@ -427,17 +428,17 @@ def _device_class() -> type:
         def _call(self, method: Any, *args: Any) -> Any:
             import ray
 
-            from phys.devices.serial import SerialDeviceError
+            from phys.device import DeviceUnavailable
 
             try:
                 return ray.get(method.remote(*args))
             except ray.exceptions.RayTaskError as err:
                 cause = getattr(err, "cause", None)
-                if isinstance(cause, SerialDeviceError):
-                    raise SerialDeviceError(str(cause)) from None
+                if isinstance(cause, DeviceUnavailable):
+                    raise DeviceUnavailable(str(cause)) from None
                 raise
             except ray.exceptions.RayActorError as err:
-                raise SerialDeviceError(f"{self.spec}: the actor holding the device "
+                raise DeviceUnavailable(f"{self.spec}: the actor holding the device "
                                         f"died: {err}") from None
 
         def _query(self, x: Any) -> Any:

@@ -62,7 +62,7 @@ def test_train_writes_every_file(tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["--data", "nope"], "unknown dataset 'nope'"),
     (["--device", "nope"], "unknown device 'nope'; known devices: cavity"),
-    (["-o", "nosuch=1"], "bad options for device 'cavity'"),
+    (["-o", "nosuch=1"], "device 'cavity' has no option 'nosuch'; it accepts: n_in"),
     (["-o", "coupling=1.5"], "coupling"),
     (["--layers", "0"], "layers must be >= 1"),
 ])

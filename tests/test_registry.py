@@ -64,8 +64,36 @@ def test_bad_options_are_value_errors(options: dict) -> None:
 
 
 def test_unknown_keyword_names_device_and_option() -> None:
-    with pytest.raises(ValueError, match=r"bad options for device 'cavity'.*bogus"):
+    with pytest.raises(ValueError, match=r"device 'cavity' has no option 'bogus'; it accepts: "
+                                         r"n_in, n_out, n_scatterers"):
         phys.open("cavity", bogus=1)
+
+
+def test_spec_is_resolved_once_and_opens_with_declared_sizes() -> None:
+    spec = phys.DeviceSpec.parse("cavity", {"n_scatterers": 8})
+    assert spec.sizes == ("n_in", "n_out", "seed")
+    with spec.open(n_in=3, n_out=2, seed=1) as dev:
+        assert (dev.info.n_in, dev.info.n_out) == (3, 2)
+    assert spec.describe(n_in=5).n_in == 5
+
+
+def test_spec_of_unknown_name_fails_when_made() -> None:
+    with pytest.raises(ValueError, match="unknown device 'nosuch'; known devices: cavity"):
+        phys.DeviceSpec.parse("nosuch")
+
+
+def test_fixed_size_device_is_not_given_sizes() -> None:
+    class Fixed(phys.Device):
+        def __init__(self) -> None:
+            super().__init__()
+            self.info = phys.DeviceInfo("fixed", 2, 2, 0.0, 1.0, 4)
+
+        def _query(self, x):
+            return x
+
+    spec = phys.DeviceSpec("fixed", {}, Fixed, ())
+    with spec.open(n_in=7, n_out=7, seed=3) as dev:  # sizes it does not declare: left out
+        assert dev.info.n_in == 2
 
 
 @pytest.mark.parametrize("spec", ["", None, 3])

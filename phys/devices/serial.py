@@ -29,7 +29,7 @@ import numpy as np
 import serial
 import torch
 
-from phys.device import Device, DeviceInfo
+from phys.device import Device, DeviceInfo, DeviceUnavailable, ParamSpec
 from phys.devices import protocol as P
 
 __all__ = [
@@ -53,7 +53,7 @@ if os.name == "posix":
     LINK_ERRORS += (termios.error,)
 
 
-class SerialDeviceError(RuntimeError):
+class SerialDeviceError(DeviceUnavailable):
     """A request to a serial device failed; the message names port, message type and seq."""
 
 
@@ -350,10 +350,14 @@ class SerialDevice(Device):
                                                                  "in_min", "in_max")},
                  "port": self.port_name, "baudrate": self.baudrate,
                  "device_max_batch": info["max_batch"]}
+        params = tuple(ParamSpec(name=p["name"], shape=(p["size"],), min=p["min"],
+                                 max=p["max"], units=str(p.get("units", "")), index=p["index"])
+                       for p in info.get("params", []))
         self.info = DeviceInfo(
             name=name or info["name"], n_in=info["n_in"], n_out=info["n_out"],
             in_min=info["in_min"], in_max=info["in_max"], max_batch=rows,
-            stochastic=bool(info.get("stochastic", True)), extra=extra)
+            stochastic=bool(info.get("stochastic", True)), exclusive=True, recoverable=True,
+            params=params, extra=extra)
 
     def _rebooted(self, boot: Any) -> bool:
         """After resends: ask HELLO whether the device restarted (its ``boot`` changed);
@@ -515,13 +519,10 @@ def _fallback(spec: str, fallback: str | None, reason: BaseException,
     without a fallback, ``reason`` is raised."""
     if fallback is None:
         raise reason
-    import inspect
-
     from phys import registry
 
-    params = inspect.signature(registry.load(fallback)).parameters
-    taken = {k: v for k, v in hints.items() if v is not None and k in params}
-    device = registry.open(fallback, **{**taken, **(fallback_options or {})})
+    taken = {k: v for k, v in hints.items() if v is not None}
+    device = registry.DeviceSpec.parse(fallback, fallback_options).open(**taken)
     text = str(reason)
     where = "" if text.startswith(spec) else f"{spec}: "
     warnings.warn(f"{where}{text}; using the {fallback!r} simulator instead",

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from phys.device import Device, DeviceInfo, validate_batch
+from phys.device import SIZES, Device, DeviceInfo, validate_batch
 
 __all__ = ["Simulator", "simulator_info"]
 
@@ -35,6 +35,8 @@ class Simulator(Device):
     device); :meth:`simulate` runs it with autograd for in-silico baselines; :meth:`vjp`
     gives vector-Jacobian products.
     """
+
+    sizes = SIZES
 
     @abstractmethod
     def _forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,7 @@ import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -20,6 +20,7 @@ from torch import nn
 
 from phys.device import Device
 from phys.flops import FlopMeter
+from phys.options import Options, option
 
 __all__ = ["TrainConfig", "Trainer", "check_data"]
 
@@ -27,47 +28,24 @@ SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
-class TrainConfig:
-    """Options every trainer takes.
+class TrainConfig(Options):
+    """Options every trainer takes (each field's help says what it does)."""
 
-    Args:
-        epochs: Train until this many epochs are done (a resumed trainer continues).
-        batch_size: Samples per step.
-        lr: Adam learning rate (the peak, with a schedule).
-        schedule: ``"constant"`` or ``"cosine"`` (anneals every learning rate to 0 over
-            ``epochs``; it depends on the epoch number only, so a resumed run continues).
-        weight_decay: Adam weight decay.
-        count_flops: Measure digital FLOPs of training with ``torch.utils.flop_counter``
-            (slower; physical queries never count).
-        seed: Seeds batch order and any sampling the trainer does.
-        train_eval_samples: Training accuracy after each epoch is measured on a fixed
-            random subset of this many training samples (``None``: all of them), since
-            evaluation queries the device too.
-    """
-
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 1e-3
-    schedule: str = "constant"
-    weight_decay: float = 0.0
-    count_flops: bool = False
-    seed: int = 0
-    train_eval_samples: int | None = 10_000
-
-    def __post_init__(self) -> None:
-        for key in ("epochs", "batch_size"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
-        if self.train_eval_samples is not None and self.train_eval_samples < 1:
-            raise ValueError(
-                f"train_eval_samples must be >= 1 or None, got {self.train_eval_samples}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    epochs: int = option(10, min=1, help="train until this many epochs are done (a resumed "
+                         "trainer continues)")
+    batch_size: int = option(64, min=1, help="samples per step")
+    lr: float = option(1e-3, min=1e-12, help="Adam learning rate (the peak, with a schedule)")
+    schedule: str = option("constant", choices=SCHEDULES,
+                           help="learning-rate schedule: constant, or cosine (anneals every "
+                                "rate to 0 over the epochs; depends on the epoch only)")
+    weight_decay: float = option(0.0, min=0.0, help="Adam weight decay")
+    count_flops: bool = option(False, help="measure digital FLOPs of training with "
+                               "torch.utils.flop_counter (slower; physical queries never count)")
+    seed: int = option(0, min=0, help="seeds batch order and any sampling the trainer does")
+    train_eval_samples: int | None = option(
+        10_000, min=1, help="training accuracy after each epoch is measured on a fixed random "
+        "subset of this many training samples (None: all), since evaluation queries the "
+        "device too")
 
 
 def check_data(x: Any, labels: Any, n_features: int, n_classes: int) -> None:
@@ -123,10 +101,13 @@ class Trainer(ABC):
 
     # -- bookkeeping ------------------------------------------------------------------
     def devices(self) -> list[Device]:
-        """The distinct devices queried by the network's layers (and their twins)."""
+        """The distinct devices held by the network's modules (as a ``device``
+        attribute), in module order."""
         seen: dict[int, Device] = {}
-        for layer in self.network.layers:
-            seen.setdefault(id(layer.device), layer.device)
+        for module in self.network.modules():
+            device = getattr(module, "device", None)
+            if isinstance(device, Device):
+                seen.setdefault(id(device), device)
         return list(seen.values())
 
     def _device_totals(self) -> dict[str, float | None]:

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from phys.layers import PhysicalLayer, check_chain, seeded_linear
+from phys.options import option
 from phys.train.base import TrainConfig, Trainer
 
 __all__ = ["PhyLLConfig", "PhyLLNetwork", "PhyLLTrainer", "wrong_labels"]
@@ -30,50 +31,34 @@ READOUTS = ("goodness", "linear")
 @dataclass
 class PhyLLConfig(TrainConfig):
     """Hyper-parameters of :class:`PhyLLTrainer`: those of
-    :class:`~phys.train.base.TrainConfig` and
+    :class:`~phys.train.base.TrainConfig` and PhyLL's own (each field's help says what it
+    does). ``"softmax"`` loss is the cross-entropy of softmax(theta g) over a sample's
+    positive and negatives, equal to ``"contrast"`` with one negative; ``"threshold"`` is
+    Hinton's softplus(-(g_pos - threshold)) + softplus(g_neg - threshold)."""
 
-    Args:
-        goodness: ``"cosine"`` (PhyLL: cos(y, xi) with a fixed random xi per layer) or
-            ``"meansquare"`` (Hinton: mean(y^2)).
-        loss: ``"contrast"``: softplus(-theta (g_pos - g_neg)) averaged over the
-            negatives; ``"softmax"``: cross-entropy of softmax(theta g) over the positive
-            and its negatives (equal to ``"contrast"`` with one negative); ``"threshold"``:
-            Hinton's softplus(-(g_pos - threshold)) + softplus(g_neg - threshold).
-        theta: Sharpness of the contrast loss (the PhyLL paper uses about 4; 8 is
-            better on digits).
-        threshold: Goodness threshold of Hinton's loss.
-        negatives: ``"random"``: one random wrong label per sample and step;
-            ``"all"``: every wrong label (C - 1 negatives per sample).
-        label_scale: Value of the hot entry of the one-hot label embedding.
-        readout: ``"goodness"``: predict the label with the largest goodness summed
-            over layers (C queries per sample and layer); ``"linear"``: a softmax
-            classifier on the layers' outputs for a neutral label (1 query).
-        readout_lr: Adam learning rate of the linear readout (a convex problem on
-            features that keep moving, so it is given a larger rate).
-        dropout: Fraction of each layer's outputs zeroed at random in its goodness
-            during training, the rest scaled by ``1 / (1 - dropout)`` (a regulariser;
-            the next layer gets the whole output). Evaluation and predictions never
-            drop.
-    """
-
-    goodness: str = "cosine"
-    loss: str = "contrast"
-    theta: float = 8.0
-    threshold: float = 2.0
-    negatives: str = "all"
-    label_scale: float = 3.0
-    readout: str = "goodness"
-    readout_lr: float = 1e-2
-    dropout: float = 0.0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        for key, allowed in (("goodness", GOODNESS), ("loss", LOSSES),
-                             ("negatives", NEGATIVES), ("readout", READOUTS)):
-            if getattr(self, key) not in allowed:
-                raise ValueError(f"{key} must be one of {allowed}, got {getattr(self, key)!r}")
+    goodness: str = option("cosine", choices=GOODNESS,
+                           help="cosine: cos(y, xi) with a fixed random xi per layer (PhyLL); "
+                                "meansquare: mean(y^2) (Hinton)")
+    loss: str = option("contrast", choices=LOSSES,
+                       help="layer loss: contrast, softplus(-theta (g_pos - g_neg)) averaged "
+                            "over the negatives; softmax, cross-entropy over a sample's "
+                            "labels; threshold, Hinton's")
+    theta: float = option(8.0, min=0.0, help="sharpness of the contrast and softmax losses "
+                          "(the PhyLL paper uses about 4)")
+    threshold: float = option(2.0, help="goodness threshold of the threshold loss")
+    negatives: str = option("all", choices=NEGATIVES,
+                            help="all: every wrong label per sample; random: one random wrong "
+                                 "label per sample and step")
+    label_scale: float = option(3.0, min=0.0,
+                                help="hot value of the one-hot label embedding")
+    readout: str = option("goodness", choices=READOUTS,
+                          help="goodness: the label with the largest goodness summed over "
+                               "layers (C queries per sample and layer); linear: a softmax "
+                               "classifier on the layers' outputs for a neutral label (1 query)")
+    readout_lr: float = option(1e-2, min=1e-12, help="Adam learning rate of the linear readout")
+    dropout: float = option(0.0, min=0.0, max=0.99,
+                            help="fraction of each layer's outputs zeroed at random in its "
+                                 "goodness during training, the rest scaled by 1/(1-dropout)")
 
 
 def wrong_labels(labels: torch.Tensor, n_classes: int, generator: torch.Generator) -> torch.Tensor:
