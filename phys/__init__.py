@@ -20,6 +20,7 @@ _LAZY = {
     "DeviceSpec": "phys.registry",
     "open": "phys.registry",
     "PhysicalLayer": "phys.layers",
+    "load_run": "phys.load",
 }
 
 #: Subpackages that ``import phys`` makes reachable as attributes, loaded on first use.
