@@ -91,7 +91,7 @@ def _finished_run(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         raise ValueError(f"{path}: a {saved.get('kind')!r} run, not a 'train' run")
     if not run.results.exists():
         raise ValueError(f"{path}: the run has not finished (results.json is missing); "
-                         f"continue it with `phys train --resume {path}`")
+                         f"resume it first")
     try:
         results = json.loads(run.results.read_text())
     except (OSError, ValueError) as err:
