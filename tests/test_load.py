@@ -51,7 +51,7 @@ def test_unfinished_run_names_results_and_resume(finished, tmp_path: Path) -> No
     out = tmp_path / "copy"
     out.mkdir()
     (out / "config.json").write_text((finished[0] / "config.json").read_text())
-    with pytest.raises(ValueError, match="results.json is missing; resume it first"):
+    with pytest.raises(ValueError, match=r"results.json is missing\); resume it first"):
         phys.load_run(out)
 
 
