@@ -10,6 +10,7 @@ import torch
 from sim_helpers import rel_err, uniform
 
 import phys.simulators.wave2d as wave2d_module
+import phys.simulators.wave2d.native as native_module
 from phys.simulators.wave2d import Wave2D, _native_library
 from phys.testing import check_device
 
@@ -167,7 +168,7 @@ def test_native_matches_torch(c_nl: float, threads: int) -> None:
 
 
 def test_backend_choice(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(wave2d_module, "_native_library", lambda: None)
+    monkeypatch.setattr(native_module, "_native_library", lambda: None)
     assert Wave2D(**PULSE).backend == "torch"  # auto falls back
     with pytest.raises(RuntimeError, match="C compiler"):
         Wave2D(**PULSE, backend="native")
