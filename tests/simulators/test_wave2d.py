@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import math
+import pathlib
 from functools import partial
 
 import pytest
@@ -10,7 +13,8 @@ import torch
 from sim_helpers import rel_err, uniform
 
 import phys.simulators.wave2d as wave2d_module
-from phys.simulators.wave2d import Wave2D, _native_library
+import phys.simulators.wave2d.native as native_module
+from phys.simulators.wave2d import Wave2D, Wave2DConfig, _native_library
 from phys.testing import check_device
 
 needs_compiler = pytest.mark.skipif(_native_library() is None, reason="no C compiler")
@@ -167,7 +171,7 @@ def test_native_matches_torch(c_nl: float, threads: int) -> None:
 
 
 def test_backend_choice(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(wave2d_module, "_native_library", lambda: None)
+    monkeypatch.setattr(native_module, "_native_library", lambda: None)
     assert Wave2D(**PULSE).backend == "torch"  # auto falls back
     with pytest.raises(RuntimeError, match="C compiler"):
         Wave2D(**PULSE, backend="native")
@@ -343,3 +347,88 @@ def test_lab_cost() -> None:
     default = Wave2D(**PULSE)
     default.query(uniform(default, 1))
     assert default.stats.lab_seconds == pytest.approx(2 * window)
+
+
+# -- the configuration -------------------------------------------------------------------------
+
+def test_config_is_frozen_and_holds_derived_defaults() -> None:
+    cfg = Wave2DConfig(**PULSE)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.n_steps = 10  # type: ignore[misc]
+    dev = Wave2D(**PULSE)
+    assert dev.config == cfg
+    assert (cfg.dt, cfg.f0, cfg.c1, cfg.c_nl) == (dev.dt, dev.f0, dev.c1, dev.c_nl)
+    assert cfg.checkpoint_every == math.ceil(math.sqrt(150)) and cfg.n_in == 3
+    assert Wave2DConfig(**dataclasses.asdict(cfg)) == cfg  # derived values check again
+    longer = dataclasses.replace(cfg, n_steps=400, checkpoint_every=None)
+    assert longer.checkpoint_every == 20 and longer.dt == cfg.dt
+    assert Wave2DConfig(**WAVEFORM).n_in == 120
+
+
+@pytest.mark.parametrize("option,value", [
+    ("n_steps", 0), ("h", 0.0), ("medium", "glass"), ("dtype", torch.float16),
+    ("max_batch", 0), ("in_range", (1.0, -1.0)), ("scatterer_radius", (3.0, 1.0)),
+    ("checkpoint_every", 0), ("pml_sigma", -1.0), ("c_nl", float("inf")),
+    ("settle_seconds", -1.0), ("grid", (40,)),
+])
+def test_config_error_names_the_option(option: str, value: object) -> None:
+    with pytest.raises(ValueError, match=rf"\b{option}\b"):
+        Wave2DConfig(**{**PULSE, option: value})
+
+
+def test_config_is_checked_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = Wave2DConfig(**PULSE)
+    calls = []
+    check = Wave2DConfig.__post_init__
+
+    def counted(self: Wave2DConfig) -> None:
+        calls.append(self)
+        check(self)
+
+    monkeypatch.setattr(Wave2DConfig, "__post_init__", counted)
+    dev = Wave2D(config=cfg)  # a checked config is used as it is
+    assert calls == [] and dev.config is cfg
+    Wave2D(**PULSE)
+    assert len(calls) == 1
+
+
+def test_config_and_keywords_build_the_same_device() -> None:
+    x = uniform(Wave2D(**PULSE), 4)
+    by_config = Wave2D(config=Wave2DConfig(**PULSE))
+    assert torch.equal(by_config.query(x), Wave2D(**PULSE).query(x))
+    assert by_config.info == Wave2D(**PULSE).info
+    with pytest.raises(TypeError, match="not both.*n_out"):
+        Wave2D(config=Wave2DConfig(**PULSE), n_out=3)
+    with pytest.raises(TypeError, match="Wave2DConfig"):
+        Wave2D(config=PULSE)  # type: ignore[arg-type]
+
+
+def test_keyword_options_are_the_config_fields() -> None:
+    params = inspect.signature(Wave2D).parameters
+    options = {name: p.default for name, p in params.items() if name != "config"}
+    assert options == {f.name: f.default for f in dataclasses.fields(Wave2DConfig)}
+
+
+# -- the native kernels --------------------------------------------------------------------------
+
+def test_kernel_source_is_package_data() -> None:
+    source = native_module.kernel_source()
+    assert source.is_file() and source.name == "kernels.c"
+    assert pathlib.Path(str(source)).parent == pathlib.Path(wave2d_module.__file__).parent
+    assert "wave2d_march" in source.read_text()
+    tomllib = pytest.importorskip("tomllib")
+    pyproject = pathlib.Path(__file__).parents[2] / "pyproject.toml"
+    package_data = tomllib.loads(pyproject.read_text())["tool"]["setuptools"]["package-data"]
+    assert "*.c" in package_data["phys.simulators.wave2d"]
+
+
+@needs_compiler
+def test_native_backend_compiles_from_the_kernel_source(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path) -> None:
+    libraries = _native_library()
+    assert set(libraries) == {torch.float32, torch.float64}
+    for lib in libraries.values():
+        assert all(hasattr(lib, f"wave2d_{name}") for name in ("march", "tape", "adjoint"))
+    # without the source there is nothing to compile (uncached call)
+    monkeypatch.setattr(native_module, "kernel_source", lambda: tmp_path / "missing.c")
+    assert native_module._native_library.__wrapped__() is None
