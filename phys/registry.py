@@ -17,6 +17,7 @@ class attribute (see :data:`SIZES`); a trainer then opens one device per layer w
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import inspect
@@ -167,7 +168,12 @@ class DeviceSpec:
 
     @functools.cached_property
     def accepted_options(self) -> tuple[str, ...] | None:
-        """Names of the options the device takes (``None``: any keyword)."""
+        """Names of the options the device takes (``None``: any keyword): the fields of
+        the options dataclass a device class declares as ``options_class``, else the
+        keywords of its constructor or opener."""
+        options_class = getattr(self.factory, "options_class", None)
+        if options_class is not None:
+            return tuple(f.name for f in dataclasses.fields(options_class) if f.init)
         params = inspect.signature(self.factory).parameters.values()
         if any(p.kind is p.VAR_KEYWORD for p in params):
             return None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
 import pathlib
 from functools import partial
@@ -12,6 +11,7 @@ import pytest
 import torch
 from sim_helpers import rel_err, uniform
 
+import phys
 import phys.simulators.wave2d as wave2d_module
 import phys.simulators.wave2d.native as native_module
 from phys.simulators.wave2d import Wave2D, Wave2DConfig, _native_library
@@ -404,9 +404,10 @@ def test_config_and_keywords_build_the_same_device() -> None:
 
 
 def test_keyword_options_are_the_config_fields() -> None:
-    params = inspect.signature(Wave2D).parameters
-    options = {name: p.default for name, p in params.items() if name != "config"}
-    assert options == {f.name: f.default for f in dataclasses.fields(Wave2DConfig)}
+    spec = phys.DeviceSpec.parse("wave2d")
+    assert spec.accepted_options == tuple(f.name for f in dataclasses.fields(Wave2DConfig))
+    with pytest.raises(ValueError, match="'wave2d' has no option 'bogus'; it accepts: n_in"):
+        spec.with_options(bogus=1).open()
 
 
 # -- the native kernels --------------------------------------------------------------------------

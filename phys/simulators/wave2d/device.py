@@ -4,8 +4,7 @@ probes, built from a :class:`~phys.simulators.wave2d.config.Wave2DConfig`."""
 from __future__ import annotations
 
 import math
-from dataclasses import fields
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -19,10 +18,6 @@ from phys.simulators.wave2d.native import _NativeStepper, resolve_backend
 from phys.simulators.wave2d.stepper import _Stepper, _WaveFunction
 
 __all__ = ["Wave2D"]
-
-#: The options of :class:`Wave2D` and their defaults: the fields of Wave2DConfig.
-_OPTIONS = {f.name: f.default for f in fields(Wave2DConfig)}
-
 
 class Wave2D(Simulator):
     """2-D scalar wave medium with point sources and intensity probes.
@@ -49,10 +44,9 @@ class Wave2D(Simulator):
     divided by its sum over probes.
 
     Args:
-        n_in, n_out, ...: The options, as keywords (``n_in`` and ``n_out`` also by
-            position): see :class:`Wave2DConfig` for each one's meaning, units and
-            default.
-        config: All options as one :class:`Wave2DConfig`, instead of keywords.
+        config: All options as one :class:`Wave2DConfig`.
+        **options: Or the same options as keywords (``n_in=4, n_out=2, ...``): see
+            :class:`Wave2DConfig` for each one's meaning, units and default.
 
     Attributes:
         config: The checked :class:`Wave2DConfig`, derived defaults filled in; its
@@ -85,41 +79,10 @@ class Wave2D(Simulator):
 
     name = "wave2d"
 
-    def __init__(
-        self,
-        n_in: int | None = None,
-        n_out: int = 4,
-        *,
-        input_mode: str = "pulse",
-        grid: tuple[int, int] | None = None,
-        n_steps: int = 400,
-        h: float = 5e-3,
-        dt: float | None = None,
-        c0: float = 343.0,
-        c1: float | None = None,
-        c_nl: float | None = None,
-        medium: str = "scatterers",
-        n_scatterers: int = 10,
-        scatterer_radius: tuple[float, float] = (2.0, 5.0),
-        f0: float | None = None,
-        pulse_cycles: float = 2.0,
-        n_sources: int = 1,
-        placement: str = "line",
-        pml: int = 20,
-        pml_order: float = 4.0,
-        pml_sigma: float | None = None,
-        normalize: bool = False,
-        seed: int = 0,
-        in_range: tuple[float, float] = (-1.0, 1.0),
-        max_batch: int = 64,
-        checkpoint_every: int | None = None,
-        gradient: str = "adjoint",
-        backend: str = "auto",
-        settle_seconds: float | None = None,
-        dtype: torch.dtype = torch.float32,
-        config: Wave2DConfig | None = None,
-    ) -> None:
-        options = {key: value for key, value in locals().items() if key in _OPTIONS}  # by name
+    #: The options dataclass: its fields are this device's options (one owner each).
+    options_class: ClassVar[type] = Wave2DConfig
+
+    def __init__(self, config: Wave2DConfig | None = None, **options: Any) -> None:
         super().__init__()
         self.config = _merge(config, options)
         self.backend = resolve_backend(self.config.backend)
@@ -336,9 +299,7 @@ def _merge(config: Wave2DConfig | None, options: dict[str, Any]) -> Wave2DConfig
         return Wave2DConfig(**options)
     if not isinstance(config, Wave2DConfig):
         raise TypeError(f"config must be a Wave2DConfig, got {type(config).__name__}")
-    given = [key for key, value in options.items()
-             if value is not _OPTIONS[key] and value != _OPTIONS[key]]
-    if given:
+    if options:
         raise TypeError(f"pass either config or keyword options, not both; got config and "
-                        f"{', '.join(given)}")
+                        f"{', '.join(options)}")
     return config
