@@ -336,7 +336,7 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
-    from phys.devices.serial import scan
+    from phys.devices.ports import scan
 
     found = scan(args.ports, baudrate=args.baudrate)
     if not found:

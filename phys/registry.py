@@ -62,10 +62,10 @@ OPENERS: dict[str, Opener] = {
     "pennylane": Opener("phys.devices.quantum:open_pennylane", ("seed",),
                         ("pennylane:<PennyLane device>",)),
     # a lab device's sizes are fixed; n_in, n_out and seed only shape a fallback simulator
-    "serial": Opener("phys.devices.serial:open_address", SIZES,
+    "serial": Opener("phys.devices.ports:open_address", SIZES,
                      ("serial:///dev/ttyACM0", "/dev/ttyUSB0", "COM3")),
-    "socket": Opener("phys.devices.serial:open_address", SIZES, ("socket://HOST:PORT",)),
-    "auto": Opener("phys.devices.serial:open_auto", SIZES, ("auto",)),
+    "socket": Opener("phys.devices.ports:open_address", SIZES, ("socket://HOST:PORT",)),
+    "auto": Opener("phys.devices.ports:open_auto", SIZES, ("auto",)),
 }
 
 

@@ -36,121 +36,20 @@ import threading
 import time
 import tty
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import simpy
 import simpy.rt
-from cobs import cobs
 
 from phys.device import Device
 from phys.devices import protocol as P
+from phys.devices.faults import EmulatorStats, Faults, corrupt, seq_of
 from phys.devices.responder import Responder
 
 __all__ = ["Emulator", "EmulatorStats", "Faults", "serve"]
 
 #: Output held for a host that does not read, before further answers are thrown away.
 MAX_PENDING_OUTPUT = 4 << 20
-
-
-@dataclass(frozen=True)
-class Faults:
-    """Fault rates, each a probability per frame (``reset``, ``unplug``: per request).
-
-    Args:
-        drop: A frame vanishes on the link (either direction).
-        corrupt: 1 to 3 bits of a frame flip on the link.
-        duplicate: A frame arrives twice.
-        delay: A frame arrives ``delay_seconds`` late (wall time); frames behind it on
-            the same line wait for it (a serial line never reorders).
-        reset: The device restarts before handling a request: the request is lost, its
-            settings and remembered answer are gone, its ``boot`` number changes.
-        unplug: The port closes and the emulator stops.
-        delay_seconds: How late a delayed frame arrives.
-
-    Examples::
-
-        >>> Faults.parse("drop=0.01,corrupt=0.05")
-        Faults(drop=0.01, corrupt=0.05, duplicate=0.0, delay=0.0, reset=0.0, unplug=0.0, \
-delay_seconds=0.2)
-    """
-
-    drop: float = 0.0
-    corrupt: float = 0.0
-    duplicate: float = 0.0
-    delay: float = 0.0
-    reset: float = 0.0
-    unplug: float = 0.0
-    delay_seconds: float = 0.2
-
-    KINDS = ("drop", "corrupt", "duplicate", "delay", "reset", "unplug")
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                    or not math.isfinite(value) or value < 0:
-                raise ValueError(f"fault {f.name} must be a number >= 0, got {value!r}")
-            if f.name != "delay_seconds" and value > 1:
-                raise ValueError(f"fault {f.name} is a probability in [0, 1], got {value!r}")
-
-    @classmethod
-    def parse(cls, text: str) -> Faults:
-        """``"drop=0.01,corrupt=0.01,..."`` (empty: no faults)."""
-        values: dict[str, float] = {}
-        known = [f.name for f in fields(cls)]
-        for item in filter(None, (part.strip() for part in text.split(","))):
-            key, sep, value = item.partition("=")
-            if not sep or key.strip() not in known:
-                raise ValueError(f"bad fault {item!r}; expected KEY=VALUE with KEY one of "
-                                 f"{', '.join(known)}")
-            try:
-                values[key.strip()] = float(value)
-            except ValueError:
-                raise ValueError(f"fault {key.strip()} needs a number, got {value!r}") from None
-        return cls(**values)
-
-    @property
-    def any(self) -> bool:
-        return any(getattr(self, k) > 0 for k in self.KINDS)
-
-
-@dataclass
-class EmulatorStats:
-    """Link-side counts: frames and bytes each way, faults that struck (by kind and
-    direction), answers refused for a full queue, and the modelled lab time."""
-
-    frames_in: int = 0
-    frames_out: int = 0
-    bytes_in: int = 0
-    bytes_out: int = 0
-    busy: int = 0
-    resets: int = 0
-    unplugged: bool = False
-    lab_seconds: float = 0.0
-    measuring_seconds: float = 0.0
-    overflow_bytes: int = 0
-
-    def __post_init__(self) -> None:
-        self.faults: dict[str, int] = {}
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "faults": dict(self.faults)}
-
-
-def _corrupt(frame: bytes, rng: random.Random) -> bytes:
-    data = bytearray(frame)
-    for _ in range(rng.randint(1, 3)):
-        data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
-    return bytes(data)
-
-
-def _seq_of(frame: bytes) -> int | None:
-    try:
-        body = cobs.decode(frame)
-    except cobs.DecodeError:
-        return None
-    return int.from_bytes(body[2:4], "little") if len(body) >= 4 else None
 
 
 class _Link:
@@ -484,7 +383,7 @@ class Emulator:
         if self._hit("drop"):
             return
         if self._hit("corrupt"):
-            frame = _corrupt(frame, self._rng)
+            frame = corrupt(frame, self._rng)
         copies = 2 if self._hit("duplicate") else 1
         late = self._hit("delay")
         for _ in range(copies):
@@ -496,7 +395,7 @@ class Emulator:
         if self._hit("drop"):
             return
         if self._hit("corrupt"):
-            frame = _corrupt(frame[:-1], self._rng) + b"\x00"
+            frame = corrupt(frame[:-1], self._rng) + b"\x00"
         copies = 2 if self._hit("duplicate") else 1
         late = self._hit("delay")
         now = time.monotonic()
@@ -529,7 +428,7 @@ class Emulator:
             yield turn
             yield env.timeout(self._line_time(len(frame) + 1))
         if len(self._rx.items) >= self._rx.capacity:
-            seq = _seq_of(frame)
+            seq = seq_of(frame)
             self.stats.busy += 1
             if seq is not None:
                 busy = P.encode_frame(P.ERROR, seq, P.error_payload(P.BUSY, "input queue full"))

@@ -11,7 +11,8 @@ from serial.tools import list_ports_common
 import phys
 from phys.cli import main
 from phys.devices.emulator import Emulator
-from phys.devices.serial import FallbackWarning, SerialDevice, SerialDeviceError, open_auto
+from phys.devices.ports import FallbackWarning, open_auto
+from phys.devices.serial import SerialDevice, SerialDeviceError
 
 BACKEND = dict(n_in=4, n_out=3, seed=1)
 
