@@ -67,6 +67,28 @@ def _set(model: nn.Module, name: str, module: nn.Module) -> None:
     setattr(parent, child, module)
 
 
+def _resolve(model: nn.Module, name: str) -> list[str]:
+    """The swappable module names that ``name`` (a module name or a kind) stands for."""
+    available = swappable(model)
+    modules = dict(model.named_modules())
+    if name in KINDS:
+        found = [n for n, kind in available.items() if name in ("all", kind)]
+        if not found:
+            what = {"conv": "3x3 nn.Conv2d", "linear": "nn.Linear",
+                    "all": "nn.Linear or 3x3 nn.Conv2d"}[name]
+            raise ValueError(f"swap: {type(model).__name__} has no {what} to swap")
+        return found
+    if name not in modules or not name:
+        raise ValueError(f"swap: {type(model).__name__} has no module {name!r}; "
+                         f"swappable: {', '.join(available) or '(none)'}")
+    if name not in available:
+        module = modules[name]
+        why = (_conv_problem(module) if isinstance(module, nn.Conv2d)
+               else "only nn.Linear and 3x3 nn.Conv2d have quantum versions")
+        raise ValueError(f"swap: cannot swap {name!r} ({type(module).__name__}): {why}")
+    return [name]
+
+
 def swap(model: nn.Module, names: str | Iterable[str] = "all", *, reps: int = 10,
          gain: float | str = 1.0, inplace: bool = False) -> nn.Module:
     """Replace classical layers of ``model`` with quantum layers of the same shapes.
@@ -102,27 +124,7 @@ def swap(model: nn.Module, names: str | Iterable[str] = "all", *, reps: int = 10
     wanted = [names] if isinstance(names, str) else list(names)
     if not wanted:
         raise ValueError("swap: no module names given")
-    available = swappable(model)
-    modules = dict(model.named_modules())
-    chosen: list[str] = []
-    for name in wanted:
-        if name in KINDS:
-            found = [n for n, kind in available.items() if name in ("all", kind)]
-            if not found:
-                what = {"conv": "3x3 nn.Conv2d", "linear": "nn.Linear",
-                        "all": "nn.Linear or 3x3 nn.Conv2d"}[name]
-                raise ValueError(f"swap: {type(model).__name__} has no {what} to swap")
-            chosen += found
-        elif name not in modules or not name:
-            raise ValueError(f"swap: {type(model).__name__} has no module {name!r}; "
-                             f"swappable: {', '.join(available) or '(none)'}")
-        elif name not in available:
-            module = modules[name]
-            why = (_conv_problem(module) if isinstance(module, nn.Conv2d)
-                   else "only nn.Linear and 3x3 nn.Conv2d have quantum versions")
-            raise ValueError(f"swap: cannot swap {name!r} ({type(module).__name__}): {why}")
-        else:
-            chosen.append(name)
+    chosen = [n for name in wanted for n in _resolve(model, name)]
     target = model if inplace else copy.deepcopy(model)
     originals = dict(target.named_modules())
     for name in dict.fromkeys(chosen):

@@ -50,7 +50,7 @@ would reach 100 %. Fields are in units of ``sqrt(I_ref)``.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -184,6 +184,25 @@ def default_grid(n_in: int, n_out: int, minimum: int = 32) -> tuple[int, int]:
     return side, side
 
 
+def _check_options(pad: Any, encoding: Any, nonlinearity: Any,
+                   distances: Any) -> tuple[float, float]:
+    """``ValueError`` naming the option unless these are valid; the distances as a pair."""
+    if isinstance(pad, bool) or not isinstance(pad, int) or pad < 0:
+        raise ValueError(f"pad must be an int >= 0, got {pad!r}")
+    if encoding not in _ENCODINGS:
+        raise ValueError(f"encoding must be one of {_ENCODINGS}, got {encoding!r}")
+    if nonlinearity not in _NONLINEARITIES:
+        raise ValueError(f"nonlinearity must be one of {_NONLINEARITIES}, "
+                         f"got {nonlinearity!r}")
+    try:
+        distances = tuple(distances)
+    except TypeError:
+        raise ValueError(f"distances must be (z1, z2) in metres, got {distances!r}") from None
+    if len(distances) != 2:
+        raise ValueError(f"distances must be (z1, z2) in metres, got {distances!r}")
+    return distances
+
+
 class Optics(Simulator):
     """Diffractive free-space optics: SLM, diffuser, nonlinear layer, camera regions.
 
@@ -268,19 +287,7 @@ class Optics(Simulator):
         if grid is None and isinstance(n_in, int) and isinstance(n_out, int):
             grid = default_grid(n_in, n_out)
         grid = _check_grid(grid)
-        if isinstance(pad, bool) or not isinstance(pad, int) or pad < 0:
-            raise ValueError(f"pad must be an int >= 0, got {pad!r}")
-        if encoding not in _ENCODINGS:
-            raise ValueError(f"encoding must be one of {_ENCODINGS}, got {encoding!r}")
-        if nonlinearity not in _NONLINEARITIES:
-            raise ValueError(f"nonlinearity must be one of {_NONLINEARITIES}, "
-                             f"got {nonlinearity!r}")
-        try:
-            distances = tuple(distances)
-        except TypeError:
-            raise ValueError(f"distances must be (z1, z2) in metres, got {distances!r}") from None
-        if len(distances) != 2:
-            raise ValueError(f"distances must be (z1, z2) in metres, got {distances!r}")
+        distances = _check_options(pad, encoding, nonlinearity, distances)
         check_number(">0", pitch=pitch, wavelength=wavelength, distance_1=distances[0],
                       distance_2=distances[1], intensity=intensity, phase_range=phase_range,
                       frame_rate=frame_rate)

@@ -51,6 +51,25 @@ MIN_STEPS_PER_PERIOD = 8
 RING_DOWN_FACTOR = 1e3
 
 
+def _check_sizes(omega_range: tuple[float, float], n_out: int, n_oscillators: int,
+                 periods: int, readout_periods: int,
+                 steps_per_period: int) -> tuple[float, float]:
+    """``ValueError`` naming the option unless these agree; the frequency range."""
+    lo_w, hi_w = (float(w) for w in omega_range)
+    if not (math.isfinite(lo_w) and math.isfinite(hi_w) and 0 < lo_w <= hi_w):
+        raise ValueError(f"omega_range must be (low, high) with 0 < low <= high, "
+                         f"got {omega_range}")
+    if isinstance(n_out, int) and n_out > n_oscillators:
+        raise ValueError(f"n_out={n_out} readout oscillators need n_oscillators >= "
+                         f"{n_out}, got n_oscillators={n_oscillators}")
+    if readout_periods > periods:
+        raise ValueError(f"readout_periods={readout_periods} must be <= periods={periods}")
+    if steps_per_period < MIN_STEPS_PER_PERIOD:
+        raise ValueError(f"steps_per_period must be >= {MIN_STEPS_PER_PERIOD} so the "
+                         f"readout separates the drive harmonics, got {steps_per_period}")
+    return lo_w, hi_w
+
+
 class Oscillators(Simulator):
     """Coupled Duffing oscillators driven at one frequency, read out by a lock-in.
 
@@ -130,18 +149,8 @@ class Oscillators(Simulator):
         check_number(">0", drive_frequency=drive_frequency, damping=damping, drive=drive,
                       frequency_hz=frequency_hz)
         check_number(">=0", beta=beta, coupling=coupling, noise=noise)
-        lo_w, hi_w = (float(w) for w in omega_range)
-        if not (math.isfinite(lo_w) and math.isfinite(hi_w) and 0 < lo_w <= hi_w):
-            raise ValueError(f"omega_range must be (low, high) with 0 < low <= high, "
-                             f"got {omega_range}")
-        if isinstance(n_out, int) and n_out > n_oscillators:
-            raise ValueError(f"n_out={n_out} readout oscillators need n_oscillators >= "
-                             f"{n_out}, got n_oscillators={n_oscillators}")
-        if readout_periods > periods:
-            raise ValueError(f"readout_periods={readout_periods} must be <= periods={periods}")
-        if steps_per_period < MIN_STEPS_PER_PERIOD:
-            raise ValueError(f"steps_per_period must be >= {MIN_STEPS_PER_PERIOD} so the "
-                             f"readout separates the drive harmonics, got {steps_per_period}")
+        lo_w, hi_w = _check_sizes(omega_range, n_out, n_oscillators, periods,
+                                  readout_periods, steps_per_period)
         self.info = simulator_info(
             self.name, n_in, n_out, in_range=in_range, max_batch=max_batch, noise=noise,
             dtype=dtype, extra={
