@@ -901,7 +901,7 @@ class Wave2D(Simulator):
             name=self.name, n_in=n_in, n_out=n_out, in_min=lo, in_max=hi,
             max_batch=max_batch, differentiable=True, stochastic=False,
             extra={
-                "input_mode": input_mode, "grid": (nx, ny), "n_steps": n_steps, "h": h,
+                "input_mode": input_mode, "grid": [nx, ny], "n_steps": n_steps, "h": h,
                 "dt": dt, "c0": c0, "c1": c1, "c_nl": c_nl, "medium": medium, "f0": f0,
                 "pml": pml, "pml_sigma": pml_sigma, "seed": seed, "normalize": normalize,
                 "backend": self.backend,
