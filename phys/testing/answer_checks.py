@@ -7,7 +7,7 @@ import math
 import torch
 
 from phys.device import Device
-from phys.testing.core import CheckContext, ConformanceError, check, expect
+from phys.testing.core import Broken, CheckContext, check, expect
 
 __all__ = ["check_dtype", "check_empty", "check_finite", "check_no_grad",
            "check_range_inclusive", "check_result_device", "check_shape", "check_single",
@@ -19,8 +19,8 @@ def check_shape(device: Device, context: CheckContext) -> None:
     """A ``(B, n_in)`` batch gives a tensor ``(B, n_out)``."""
     info = device.info
     y = device.query(context.inputs(info, 5))
-    expect(isinstance(y, torch.Tensor), "shape", f"query returned {type(y).__name__}")
-    expect(tuple(y.shape) == (5, info.n_out), "shape",
+    expect(isinstance(y, torch.Tensor), f"query returned {type(y).__name__}")
+    expect(tuple(y.shape) == (5, info.n_out),
            f"(5, {info.n_in}) gave {tuple(y.shape)}, expected (5, {info.n_out})")
 
 
@@ -30,14 +30,14 @@ def check_dtype(device: Device, context: CheckContext) -> None:
     x = context.inputs(device.info, 5)
     for dtype in (torch.float32, torch.float64):
         y = device.query(x.to(dtype))
-        expect(y.dtype == torch.float32, "dtype", f"{dtype} input gave {y.dtype} output")
+        expect(y.dtype == torch.float32, f"{dtype} input gave {y.dtype} output")
 
 
 @check("finite")
 def check_finite(device: Device, context: CheckContext) -> None:
     """Answers to in-range inputs have no NaN or Inf."""
     y = device.query(context.inputs(device.info, 5))
-    expect(bool(torch.isfinite(y).all()), "finite", "output has NaN or Inf")
+    expect(bool(torch.isfinite(y).all()), "output has NaN or Inf")
 
 
 @check("single")
@@ -45,7 +45,7 @@ def check_single(device: Device, context: CheckContext) -> None:
     """One input vector ``(n_in,)`` gives one output vector ``(n_out,)``."""
     info = device.info
     y = device.query(context.inputs(info, 1)[0])
-    expect(tuple(y.shape) == (info.n_out,), "single",
+    expect(tuple(y.shape) == (info.n_out,),
            f"({info.n_in},) gave {tuple(y.shape)}, expected ({info.n_out},)")
 
 
@@ -54,7 +54,7 @@ def check_no_grad(device: Device, context: CheckContext) -> None:
     """Answers carry no autograd graph, even for inputs that require grad."""
     x = context.inputs(device.info, 5).requires_grad_(True)
     y = device.query(x)
-    expect(not y.requires_grad and y.grad_fn is None, "no-grad",
+    expect(not y.requires_grad and y.grad_fn is None,
            "query output carries an autograd graph")
 
 
@@ -73,9 +73,9 @@ def check_result_device(device: Device, context: CheckContext) -> None:
     for place in _input_devices():
         for given in (x.to(place), x[0].to(place)):
             y = device.query(given)
-            expect(y.device == place, "result-device",
+            expect(y.device == place,
                    f"an input on {place} gave an answer on {y.device}")
-            expect(y.dtype == torch.float32, "result-device",
+            expect(y.dtype == torch.float32,
                    f"an input on {place} gave a {y.dtype} answer")
 
 
@@ -88,8 +88,8 @@ def check_range_inclusive(device: Device, context: CheckContext) -> None:
     try:
         y = device.query(edges)
     except ValueError as err:
-        raise ConformanceError(f"range-inclusive: in_min / in_max rows refused: {err}") from err
-    expect(tuple(y.shape) == (2, info.n_out), "range-inclusive",
+        raise Broken(f"in_min / in_max rows refused: {err}") from err
+    expect(tuple(y.shape) == (2, info.n_out),
            f"in_min / in_max rows gave {tuple(y.shape)}")
 
 
@@ -98,7 +98,7 @@ def check_empty(device: Device, context: CheckContext) -> None:
     """An empty batch ``(0, n_in)`` gives ``(0, n_out)``."""
     info = device.info
     y = device.query(torch.zeros(0, info.n_in))
-    expect(tuple(y.shape) == (0, info.n_out), "empty",
+    expect(tuple(y.shape) == (0, info.n_out),
            f"(0, {info.n_in}) gave {tuple(y.shape)}, expected (0, {info.n_out})")
 
 
@@ -111,10 +111,10 @@ def check_stats(device: Device, context: CheckContext) -> None:
     queries, samples = stats.queries, stats.samples
     device.query(context.inputs(info, 5))
     stats = device.stats
-    expect(stats.samples == samples + 5, "stats",
+    expect(stats.samples == samples + 5,
            f"5 rows counted {stats.samples - samples} samples")
     round_trips = math.ceil(5 / info.max_batch)
-    expect(stats.queries == queries + round_trips, "stats",
+    expect(stats.queries == queries + round_trips,
            f"5 rows with max_batch={info.max_batch} counted {stats.queries - queries} "
            f"queries, expected {round_trips}")
-    expect(stats.wall_seconds >= 0, "stats", f"wall_seconds is {stats.wall_seconds}")
+    expect(stats.wall_seconds >= 0, f"wall_seconds is {stats.wall_seconds}")

@@ -9,7 +9,8 @@ import torch
 
 from phys.device import Device, DeviceInfo
 
-__all__ = ["Check", "CheckContext", "ConformanceError", "NotApplicable", "check"]
+__all__ = ["Broken", "Check", "CheckContext", "ConformanceError", "DeviceFactory", "NotApplicable",
+           "check", "expect"]
 
 #: A device, or a callable that opens a fresh one with fixed settings (a class, a partial).
 DeviceFactory = Callable[[], Device]
@@ -38,8 +39,13 @@ class ConformanceError(AssertionError):
         self.failures = dict(failures or {})
 
 
-class NotApplicable(Exception):  # noqa: N818 - a verdict, not a failure
+class NotApplicable(Exception):
     """A check does not apply to a device by its declared info; the message says why."""
+
+
+class Broken(Exception):
+    """Raised inside a check: what went wrong, without the check's name (which
+    :meth:`Check.run_on` adds, turning it into a :class:`ConformanceError`)."""
 
 
 @dataclass(frozen=True)
@@ -64,10 +70,10 @@ class CheckContext:
         return (info.in_min + u * (info.in_max - info.in_min)).float()
 
 
-def expect(condition: bool, check: str, detail: str) -> None:
-    """Raise :class:`ConformanceError` ``"<check>: <detail>"`` unless ``condition``."""
+def expect(condition: bool, detail: str) -> None:
+    """Raise :class:`Broken` with ``detail`` unless ``condition``."""
     if not condition:
-        raise ConformanceError(f"{check}: {detail}")
+        raise Broken(detail)
 
 
 def close_enough(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -90,7 +96,7 @@ class Check:
 
     Args:
         name: Short name, e.g. ``"reject-nan"``.
-        run: ``run(device, context)``; raises :class:`ConformanceError`.
+        run: ``run(device, context)``; raises :class:`Broken` (see :func:`expect`).
         skip: ``skip(info, has_factory)``: why the check does not apply, or ``None``.
     """
 
@@ -138,6 +144,8 @@ class Check:
             if reason is not None:
                 raise NotApplicable(f"{self.name}: {reason}")
             self.run(device, context)
+        except Broken as err:
+            raise ConformanceError(f"{self.name}: {err}") from None
         except (ConformanceError, NotApplicable):
             raise
         except Exception as err:

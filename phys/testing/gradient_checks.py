@@ -48,11 +48,11 @@ def check_vjp(device: Device, context: CheckContext) -> None:
     x = (info.in_min + span * (0.25 + 0.5 * u)).float()
     g = torch.randn(_ROWS, info.n_out, generator=gen, dtype=torch.float64)
     got = device.vjp(x, g.float())
-    expect(isinstance(got, torch.Tensor) and tuple(got.shape) == (_ROWS, info.n_in), "vjp",
+    expect(isinstance(got, torch.Tensor) and tuple(got.shape) == (_ROWS, info.n_in),
            f"vjp of ({_ROWS}, {info.n_in}) inputs gave "
            f"{tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__}")
     got = got.detach().to("cpu", torch.float64)
-    expect(bool(torch.isfinite(got).all()), "vjp", "vjp has NaN or Inf")
+    expect(bool(torch.isfinite(got).all()), "vjp has NaN or Inf")
 
     v = torch.randn(VJP_DIRECTIONS, _ROWS, info.n_in, generator=gen, dtype=torch.float64)
     v = v / v.norm(dim=-1, keepdim=True)
@@ -65,6 +65,6 @@ def check_vjp(device: Device, context: CheckContext) -> None:
     eps = torch.finfo(torch.float32).eps
     noise = 2 * FD_NOISE_ULPS * eps * float(answers.abs().max()) * float(g.abs().sum(-1).max())
     err, scale = float((numeric - analytic).abs().max()), float(analytic.abs().max())
-    expect(err <= VJP_RTOL * scale + noise, "vjp",
+    expect(err <= VJP_RTOL * scale + noise,
            f"vjp disagrees with central differences: largest error {err:.3g} of "
            f"{scale:.3g} (allowed {VJP_RTOL:g} of it plus {noise:.2g} of float32 noise)")

@@ -7,7 +7,7 @@ import math
 from dataclasses import fields
 
 from phys.device import Device, DeviceInfo, ParamSpec
-from phys.testing.core import CheckContext, ConformanceError, check, expect
+from phys.testing.core import Broken, CheckContext, check, expect
 
 __all__ = ["check_declared_params", "check_info", "check_info_json"]
 
@@ -16,7 +16,7 @@ __all__ = ["check_declared_params", "check_info", "check_info_json"]
 def check_info(device: Device, context: CheckContext) -> None:
     """``device.info`` is a :class:`~phys.DeviceInfo`."""
     info = getattr(device, "info", None)
-    expect(isinstance(info, DeviceInfo), "info", f"info is {type(info).__name__}, "
+    expect(isinstance(info, DeviceInfo), f"info is {type(info).__name__}, "
            f"not a phys.DeviceInfo")
 
 
@@ -43,10 +43,10 @@ def check_info_json(device: Device, context: CheckContext) -> None:
     try:
         text = json.dumps(info.as_dict())
     except (TypeError, ValueError) as err:
-        raise ConformanceError(f"info-json: info.as_dict() is not JSON-serialisable: {err}") \
+        raise Broken(f"info.as_dict() is not JSON-serialisable: {err}") \
             from None
     back = DeviceInfo.from_dict(json.loads(text))
-    expect(back == info, "info-json", "the JSON round trip changed the info: "
+    expect(back == info, "the JSON round trip changed the info: "
            + "; ".join(_differences(info, back) or ["equality failed"]))
 
 
@@ -56,10 +56,10 @@ def check_declared_params(device: Device, context: CheckContext) -> None:
     """Every ``info.params`` entry is a :class:`~phys.ParamSpec` with finite ``min <= max``
     and a shape of positive ints."""
     for p in device.info.params:
-        expect(isinstance(p, ParamSpec), "declared-params",
+        expect(isinstance(p, ParamSpec),
                f"params entry {p!r} is a {type(p).__name__}, not a phys.ParamSpec")
         lo, hi = p.min, p.max
-        expect(math.isfinite(lo) and math.isfinite(hi) and lo <= hi, "declared-params",
+        expect(math.isfinite(lo) and math.isfinite(hi) and lo <= hi,
                f"parameter {p.name!r} needs finite min <= max, got {lo!r}, {hi!r}")
-        expect(all(isinstance(n, int) and n >= 1 for n in p.shape), "declared-params",
+        expect(all(isinstance(n, int) and n >= 1 for n in p.shape),
                f"parameter {p.name!r} has shape {p.shape!r}, not positive ints")

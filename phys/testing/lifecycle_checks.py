@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from phys.device import Device, DeviceUnavailable
-from phys.testing.core import CheckContext, ConformanceError, check, expect
+from phys.testing.core import Broken, CheckContext, check, expect
 
 __all__ = ["check_close", "check_context_manager", "check_reopen"]
 
@@ -23,14 +23,14 @@ def check_reopen(device: Device, context: CheckContext) -> None:
             device.reopen()
         except DeviceUnavailable:
             return
-        raise ConformanceError("reopen: info.recoverable is False but reopen() did not raise "
+        raise Broken("info.recoverable is False but reopen() did not raise "
                                "phys.DeviceUnavailable")
     device.reopen()
     after = device.query(x)
-    expect(tuple(after.shape) == tuple(before.shape), "reopen",
+    expect(tuple(after.shape) == tuple(before.shape),
            f"after reopen() the answer has shape {tuple(after.shape)}")
     if not info.stochastic:
-        expect(torch.equal(after, before), "reopen", "after reopen() the same input gave a "
+        expect(torch.equal(after, before), "after reopen() the same input gave a "
                "different output")
 
 
@@ -38,8 +38,8 @@ def check_reopen(device: Device, context: CheckContext) -> None:
 def check_context_manager(device: Device, context: CheckContext) -> None:
     """``with device as d`` gives the device itself and closes it on leaving."""
     with device as same:
-        expect(same is device, "context-manager", "__enter__ did not return the device")
-    expect(device.closed, "context-manager", "leaving the context did not close the device")
+        expect(same is device, "__enter__ did not return the device")
+    expect(device.closed, "leaving the context did not close the device")
 
 
 @check("close")
@@ -48,10 +48,10 @@ def check_close(device: Device, context: CheckContext) -> None:
     refuses queries with a RuntimeError."""
     x = context.inputs(device.info, 2)
     device.close()
-    expect(device.closed, "close", "close() did not set closed")
+    expect(device.closed, "close() did not set closed")
     device.close()  # idempotent
     try:
         device.query(x)
     except RuntimeError:
         return
-    raise ConformanceError("close: a closed device still answered")
+    raise Broken("a closed device still answered")

@@ -27,7 +27,7 @@ def check_deterministic(device: Device, context: CheckContext) -> None:
     """A device that is not ``info.stochastic`` answers one input the same, bit for bit."""
     x = context.inputs(device.info, 5)
     first = device.query(x)
-    expect(torch.equal(device.query(x), first), "deterministic",
+    expect(torch.equal(device.query(x), first),
            "same input gave different output")
 
 
@@ -38,7 +38,7 @@ def check_batch_independence(device: Device, context: CheckContext) -> None:
     x = context.inputs(device.info, 5)
     together = device.query(x)
     alone = torch.stack([device.query(row) for row in x])
-    expect(close_enough(alone, together), "batch-independence",
+    expect(close_enough(alone, together),
            "a row's answer depends on the rest of its batch")
 
 
@@ -57,13 +57,13 @@ def check_batch_split(device: Device, context: CheckContext) -> None:
     big = context.inputs(info, n)
     before = device.stats.queries
     out = device.query(big)
-    expect(tuple(out.shape) == (n, info.n_out), "batch-split",
+    expect(tuple(out.shape) == (n, info.n_out),
            f"{n} rows gave {tuple(out.shape)}")
     trips = device.stats.queries - before
-    expect(trips == 2, "batch-split", f"max_batch + 1 rows took {trips} queries, expected 2")
+    expect(trips == 2, f"max_batch + 1 rows took {trips} queries, expected 2")
     if not info.stochastic:
         ends = torch.tensor([0, n - 1])
-        expect(close_enough(out[ends], device.query(big[ends])), "batch-split",
+        expect(close_enough(out[ends], device.query(big[ends])),
                "rows of a split batch differ from the same rows queried alone")
 
 
@@ -78,4 +78,4 @@ def check_seeded(device: Device, context: CheckContext) -> None:
         theirs = twin.query(x)
     finally:
         twin.close()
-    expect(torch.equal(theirs, mine), "seeded", "a fresh device answered differently")
+    expect(torch.equal(theirs, mine), "a fresh device answered differently")
