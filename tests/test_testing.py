@@ -1,16 +1,29 @@
-"""The shipped conformance suite: passes good devices, catches broken ones."""
+"""The shipped conformance suite as an API: check_device, the named checks, the registry
+and parametrize_with_checks. (Each check's own mutant is in test_conformance_mutants.py.)"""
 
 from __future__ import annotations
 
-import dataclasses
+import subprocess
+import sys
 from functools import partial
 
 import pytest
 import torch
 
+import phys
 from phys.device import Device, DeviceInfo
 from phys.simulators.cavity import Cavity
-from phys.testing import ConformanceError, check_device
+from phys.testing import (
+    CHECKS,
+    ConformanceError,
+    NotApplicable,
+    check_device,
+    check_reject_nan,
+    check_seeded,
+    check_vjp,
+    device_checks,
+    parametrize_with_checks,
+)
 
 CAVITY = dict(n_in=6, n_out=5, n_scatterers=16, max_batch=32, seed=3)
 
@@ -28,28 +41,12 @@ class Good(Device):
         return torch.tanh(x @ self.w)
 
 
-class NoRangeCheck(Good):
-    """Clips out-of-range inputs instead of rejecting them."""
+class ClipsAndDoesNotClose(Good):
+    """Two broken promises: clips out-of-range inputs, answers after close()."""
 
     def query(self, x):
-        x = torch.as_tensor(x)
-        if x.is_floating_point() and torch.isfinite(x).all():
-            x = x.clamp(self.info.in_min, self.info.in_max)
-        return super().query(x)
-
-
-class SecretlyNoisy(Good):
-    """Adds noise while ``info.stochastic`` says it does not."""
-
-    def query(self, x):
-        y = super().query(x)
-        return y + 1e-3 * torch.randn(y.shape)
-
-
-class CloseDoesNotStop(Good):
-    """Still answers after ``close()``."""
-
-    def query(self, x):
+        if torch.is_tensor(x) and x.is_floating_point():
+            x = torch.where(torch.isfinite(x), x.clamp(0.0, 2.0), x)
         closed, self._closed = self._closed, False
         try:
             return super().query(x)
@@ -57,103 +54,142 @@ class CloseDoesNotStop(Good):
             self._closed = closed
 
 
-class Float64Out(Good):
-    def query(self, x):
-        return super().query(x).double()
-
-
-class SingleKeepsBatchDim(Good):
-    """Answers ``(1, n_out)`` for an ``(n_in,)`` input."""
-
-    def query(self, x):
-        y = super().query(x)
-        return y.unsqueeze(0) if y.ndim == 1 else y
-
-
-class IgnoresMaxBatch(Good):
-    """Sends the whole batch in one round trip."""
-
-    def query(self, x):
-        max_batch = self.info.max_batch
-        object.__setattr__(self.info, "max_batch", 1 << 30)
-        try:
-            return super().query(x)
-        finally:
-            object.__setattr__(self.info, "max_batch", max_batch)
-
-
-class KeepsGraph(Good):
-    def query(self, x):
-        x = torch.as_tensor(x)
-        y = super().query(x)
-        return y + 0 * x.sum() if x.requires_grad else y
-
-
-class CountsRejected(Good):
-    """Counts a round trip before validating: bad input 'reaches the device'."""
-
-    def query(self, x):
-        self.stats.queries += 1
-        return super().query(x)
-
-
-class ForgetsStats(Good):
-    """Does not count what it measured."""
-
-    def query(self, x):
-        before = dataclasses.replace(self.stats)
-        try:
-            return super().query(x)
-        finally:
-            self.stats = before
-
-
-def test_good_device_passes() -> None:
+def test_good_device_passes_and_skips_what_does_not_apply() -> None:
     passed = check_device(Good(), reopen=Good)
-    for name in ("shape", "no-grad", "reject-nan", "deterministic", "batch-split", "seeded",
-                 "close"):
-        assert name in passed
+    assert {"shape", "no-grad", "reject-nan", "deterministic", "batch-split", "seeded",
+            "info-json", "result-device", "reopen", "close"} <= set(passed)
+    # not differentiable, no parameters: those checks are skipped, not passed
+    assert set(CHECKS) - set(passed) == {"vjp", "declared-params"}
 
 
-@pytest.mark.parametrize(("broken", "check"), [
-    (NoRangeCheck, "reject-above-range"),
-    (SecretlyNoisy, "deterministic"),
-    (CloseDoesNotStop, "close"),
-    (Float64Out, "dtype"),
-    (SingleKeepsBatchDim, "single"),
-    (IgnoresMaxBatch, "batch-split"),
-    (KeepsGraph, "no-grad"),
-    (CountsRejected, "reject-nan"),
-    (ForgetsStats, "stats"),
-])
-def test_broken_device_is_caught(broken: type[Good], check: str) -> None:
-    with pytest.raises(ConformanceError, match=f"^{check}:"):
-        check_device(broken())
+def test_check_device_lists_every_failed_check() -> None:
+    with pytest.raises(ConformanceError) as caught:
+        check_device(ClipsAndDoesNotClose())
+    assert set(caught.value.failures) == {"reject-above-range", "reject-below-range", "close"}
+    message = str(caught.value)
+    assert message.startswith("device 'good' failed 3 of ")
+    for name, detail in caught.value.failures.items():
+        assert detail.startswith(f"{name}: ") and detail in message
 
 
-def test_good_device_with_small_max_batch_passes() -> None:
-    check_device(Good(max_batch=4))
+def test_check_device_closes_the_device_even_when_checks_fail() -> None:
+    dev = ClipsAndDoesNotClose()
+    with pytest.raises(ConformanceError):
+        check_device(dev)
+    assert dev.closed
+
+
+def test_check_device_needs_a_device() -> None:
+    with pytest.raises(ValueError, match="device must be a phys.Device"):
+        check_device(Good)  # type: ignore[arg-type]
 
 
 def test_reopen_with_other_seed_is_caught() -> None:
-    with pytest.raises(ConformanceError, match="^seeded:"):
+    with pytest.raises(ConformanceError) as caught:
         check_device(Good(seed=0), reopen=partial(Good, seed=1))
+    assert set(caught.value.failures) == {"seeded"}
 
 
-def test_cavity_conforms() -> None:
-    passed = check_device(Cavity(**CAVITY), reopen=partial(Cavity, **CAVITY))
-    assert {"deterministic", "batch-independence", "batch-split", "seeded"} <= set(passed)
+def test_good_device_with_small_max_batch_passes() -> None:
+    assert "batch-split" in check_device(Good(max_batch=4))
 
 
-def test_noisy_cavity_conforms() -> None:
-    dev = Cavity(**CAVITY, noise=0.05)
-    assert dev.info.stochastic
-    passed = check_device(dev, reopen=partial(Cavity, **CAVITY, noise=0.05))
-    assert "batch-split" in passed and "close" in passed
-    assert "deterministic" not in passed and "seeded" not in passed
-
-
-def test_check_device_closes_device() -> None:
+def test_one_check_on_a_device_leaves_it_open_and_on_a_factory_closes_its_own() -> None:
     dev = Good()
-    check_device(dev)
-    assert dev.closed
+    check_reject_nan(dev)
+    assert not dev.closed
+    opened = []
+
+    def factory() -> Good:
+        opened.append(Good())
+        return opened[-1]
+
+    check_reject_nan(factory)
+    assert len(opened) == 1 and opened[0].closed
+
+
+def test_a_check_that_does_not_apply_says_why() -> None:
+    with pytest.raises(NotApplicable, match="^vjp: not info.differentiable"):
+        check_vjp(Good)
+    with pytest.raises(NotApplicable, match="^seeded: no factory"):
+        check_seeded(Good())
+    check_seeded(Good(), reopen=Good)  # a factory makes it apply
+
+
+def test_a_check_rejects_what_is_not_a_device_or_factory() -> None:
+    with pytest.raises(ValueError, match="callable that opens one"):
+        check_reject_nan(42)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="returned str, not a phys.Device"):
+        check_reject_nan(lambda: "cavity")  # type: ignore[arg-type,return-value]
+
+
+def test_an_unexpected_exception_is_a_failure_of_the_check() -> None:
+    class Crashes(Good):
+        def _query(self, x):
+            raise OSError("cable")
+
+    with pytest.raises(ConformanceError, match="^shape: raised OSError: cable"):
+        CHECKS["shape"](Crashes)
+
+
+def test_device_checks_follow_the_declared_info() -> None:
+    info = Cavity(**CAVITY).info
+    names = [name for name, _ in device_checks(info)]
+    assert names == [n for n in CHECKS if n != "declared-params"]
+    stochastic = DeviceInfo("rig", 2, 2, 0.0, 1.0, max_batch=4, stochastic=True)
+    names = {name for name, _ in device_checks(stochastic, has_factory=False)}
+    assert {"deterministic", "batch-independence", "seeded", "vjp"}.isdisjoint(names)
+    assert {"batch-split", "reject-nan", "reopen", "close"} <= names
+    huge = DeviceInfo("rig", 2, 2, 0.0, 1.0, max_batch=1 << 20)
+    assert "batch-split" not in dict(device_checks(huge))
+
+
+def test_checks_are_named_and_exported() -> None:
+    for name, check in CHECKS.items():
+        assert check.name == name
+        assert getattr(phys.testing, "check_" + name.replace("-", "_")) is check
+        assert check.__doc__
+
+
+def test_parametrize_with_checks_makes_one_case_per_device_and_check() -> None:
+    mark = parametrize_with_checks({"good": Good, "cavity": partial(Cavity, **CAVITY)})
+    assert mark.args[0] == ("device_factory", "check")
+    ids = [p.id for p in mark.args[1]]
+    assert len(ids) == 2 * len(CHECKS) and len(set(ids)) == len(ids)
+    assert {"good-reject-nan", "cavity-vjp", "cavity-close"} <= set(ids)
+
+
+def test_parametrize_with_checks_derives_ids() -> None:
+    mark = parametrize_with_checks([Good, partial(phys.open, "pennylane:default.qubit")])
+    ids = {p.id for p in mark.args[1]}
+    assert {"good-shape", "pennylane-default.qubit-shape"} <= ids
+    with pytest.raises(ValueError, match="cannot name"):
+        parametrize_with_checks([lambda: Good()])
+    with pytest.raises(ValueError, match="two are called 'good'"):
+        parametrize_with_checks([Good, Good])
+    with pytest.raises(ValueError, match="at least one"):
+        parametrize_with_checks({})
+    with pytest.raises(ValueError, match=r"factories\['x'\] must be a callable"):
+        parametrize_with_checks({"x": 3})
+
+
+def test_a_parametrized_case_skips_with_the_reason() -> None:
+    (case,) = [p for p in parametrize_with_checks([Good]).args[1] if p.id == "good-vjp"]
+    factory, check = case.values
+    with pytest.raises(pytest.skip.Exception, match="not info.differentiable"):
+        check(factory)
+
+
+@parametrize_with_checks({"cavity": partial(Cavity, **CAVITY),
+                          "noisy-cavity": partial(Cavity, **CAVITY, noise=0.05)})
+def test_cavities_conform(device_factory, check) -> None:
+    check(device_factory)
+
+
+def test_phys_testing_imports_without_pytest() -> None:
+    code = ("import sys; sys.modules['pytest'] = None; import torch, phys; "
+            "from phys.testing import check_device, parametrize_with_checks; "
+            "print(phys.testing.check_device is check_device)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "True"

@@ -296,13 +296,13 @@ class Optics(Simulator):
         self.info = simulator_info(
             self.name, n_in, n_out, in_range=in_range, max_batch=max_batch, noise=noise,
             dtype=dtype, extra={
-                "grid": grid,
+                "grid": list(grid),
                 "encoding": encoding,
                 "nonlinearity": nonlinearity,
                 "pad": pad,
                 "pitch": pitch,
                 "wavelength": wavelength,
-                "distances": distances,
+                "distances": list(distances),
                 "intensity": intensity,
                 "optical_depth": optical_depth,
                 "phase_range": phase_range,

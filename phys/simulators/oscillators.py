@@ -155,7 +155,7 @@ class Oscillators(Simulator):
             self.name, n_in, n_out, in_range=in_range, max_batch=max_batch, noise=noise,
             dtype=dtype, extra={
                 "n_oscillators": n_oscillators,
-                "omega_range": (lo_w, hi_w),
+                "omega_range": [lo_w, hi_w],
                 "drive_frequency": drive_frequency,
                 "damping": damping,
                 "beta": beta,

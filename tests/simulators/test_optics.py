@@ -53,7 +53,7 @@ def test_info() -> None:
     i = dev.info
     assert (i.name, i.n_in, i.n_out, i.in_min, i.in_max) == ("optics", 4, 6, -2.0, 3.0)
     assert i.differentiable and not i.stochastic
-    assert i.extra["grid"] == (12, 12) and i.extra["seed"] == 2
+    assert i.extra["grid"] == [12, 12] and i.extra["seed"] == 2
 
 
 @pytest.mark.parametrize(("shape", "n", "layout"), [

@@ -52,7 +52,7 @@ def test_info() -> None:
     i = dev.info
     assert (i.name, i.n_in, i.n_out, i.in_min, i.in_max) == ("wave2d", 3, 2, -1.0, 1.0)
     assert i.differentiable and not i.stochastic
-    assert i.extra["grid"] == (40, 40) and i.extra["input_mode"] == "pulse"
+    assert i.extra["grid"] == [40, 40] and i.extra["input_mode"] == "pulse"
     assert Wave2D(**WAVEFORM).info.n_in == 120
     assert Wave2D(**WAVEFORM, n_in=120).info.n_in == 120
 

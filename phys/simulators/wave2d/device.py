@@ -102,7 +102,7 @@ class Wave2D(Simulator):
             name=self.name, n_in=cfg.n_in, n_out=cfg.n_out, in_min=lo, in_max=hi,
             max_batch=cfg.max_batch, differentiable=True, stochastic=False,
             extra={
-                "input_mode": cfg.input_mode, "grid": cfg.grid, "n_steps": cfg.n_steps,
+                "input_mode": cfg.input_mode, "grid": list(cfg.grid), "n_steps": cfg.n_steps,
                 "h": cfg.h, "dt": cfg.dt, "c0": cfg.c0, "c1": cfg.c1, "c_nl": cfg.c_nl,
                 "medium": cfg.medium, "f0": cfg.f0, "pml": cfg.pml,
                 "pml_sigma": cfg.pml_sigma, "seed": cfg.seed, "normalize": cfg.normalize,
