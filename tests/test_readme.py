@@ -21,3 +21,17 @@ def test_own_device_snippet_passes_check_device():
     diode = namespace["Diode"]
     passed = check_device(diode(), reopen=diode)
     assert "seeded" in passed and "batch-split" in passed
+
+
+def test_own_device_snippet_checks_after_import_phys_alone():
+    """As a new user types it: ``import torch, phys``, then ``phys.testing.check_device``."""
+    import subprocess
+    import sys
+
+    block = next(b for b in re.findall(r"```python\n(.*?)```", README, re.S) if "_query" in b)
+    code = (block + "\nimport torch, phys\n"
+            "print(len(phys.testing.check_device(Diode(), reopen=Diode)))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout) >= 25
