@@ -26,7 +26,8 @@ def test_shapes_and_trainable_parts():
     assert (y >= 0).all()  # relu
     names = {n for n, _ in layer.named_parameters()}
     assert names == {"linear.weight", "linear.bias"}
-    assert {n for n, _ in layer.named_buffers()} == {"in_min", "in_max"}  # no projection
+    # the fixed physics lives in the DeviceLayer; no projection at equal widths
+    assert {n for n, _ in layer.named_buffers()} == {"physics.in_min", "physics.in_max"}
     assert layer.linear.in_features == 3 + 4  # measurement + skip
 
 
@@ -43,7 +44,7 @@ def test_encoding_stays_in_device_range_for_extreme_inputs():
 def test_projection_when_widths_differ():
     dev = CountingDevice(n_in=4)
     layer = PhysicalLayer(dev, 10, 6)
-    assert layer.projection.shape == (10, 4)
+    assert layer.physics.projection.shape == (10, 4)
     assert layer(torch.randn(2, 10)).shape == (2, 6)
     assert dev.seen[-1].shape == (2, 4)
 

@@ -106,11 +106,11 @@ def test_first_layer_shares_the_feature_product_across_labels():
 
 def test_softmax_loss_with_one_negative_is_the_contrast_loss():
     g_pos, g_neg = torch.rand(7), torch.rand(7, 1)
-    losses = [PhyLLTrainer(_network(), PhyLLConfig(loss=kind))._layer_loss(g_pos, g_neg)
+    losses = [PhyLLTrainer(_network(), PhyLLConfig(loss=kind)).layer_loss(g_pos, g_neg)
               for kind in ("contrast", "softmax")]
     assert torch.allclose(*losses)
     g_neg = torch.rand(7, 4)  # several negatives: the two losses differ
-    losses = [PhyLLTrainer(_network(), PhyLLConfig(loss=kind))._layer_loss(g_pos, g_neg)
+    losses = [PhyLLTrainer(_network(), PhyLLConfig(loss=kind)).layer_loss(g_pos, g_neg)
               for kind in ("contrast", "softmax")]
     assert not torch.allclose(*losses)
 
