@@ -108,10 +108,11 @@ class PhyLLNetwork(nn.Module):
         layers: The blocks; block ``i + 1`` takes block ``i``'s output. The first takes
             ``n_features + n_classes`` inputs (features and label embedding).
         n_classes: Number of labels ``C``.
-        label_scale: Hot value of the one-hot label embedding, and ``goodness``: its kind
-            (:class:`PhyLLConfig` owns both: their defaults and allowed values). Leave
-            them ``None`` to take the trainer's config; a value given here that differs
-            from the config is refused by :class:`PhyLLTrainer`.
+        label_scale: Hot value of the one-hot label embedding.
+        goodness: ``"cosine"`` or ``"meansquare"`` (:mod:`phys.nn.goodness`).
+            :class:`PhyLLConfig` owns both options (defaults and allowed values): leave
+            them ``None`` to take the trainer's config (its defaults until then); a value
+            given here that differs from the config is refused by :class:`PhyLLTrainer`.
         seed: Seeds the fixed goodness directions ``xi`` and the linear readout.
 
     Shape:
