@@ -20,11 +20,12 @@ _LAZY = {
     "DeviceSpec": "phys.registry",
     "open": "phys.registry",
     "PhysicalLayer": "phys.layers",
+    "DeviceLayer": "phys.nn",
     "load_run": "phys.load",
 }
 
 #: Subpackages that ``import phys`` makes reachable as attributes, loaded on first use.
-_SUBMODULES = ("data", "devices", "quantum", "registry", "simulators", "testing",
+_SUBMODULES = ("data", "devices", "nn", "quantum", "registry", "simulators", "testing",
                "train")
 
 __all__ = [*_LAZY, *_SUBMODULES, "__version__"]

@@ -15,6 +15,16 @@ def test_train_cavity_digits_example_runs():
     assert accuracy > 0.8
 
 
+def test_custom_blocks_example_runs():
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "custom_blocks.py"), "--epochs", "2"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    accuracy = float(proc.stdout.split("test accuracy")[1].split(",")[0])
+    assert accuracy > 0.7  # ten classes: chance is 0.1
+
+
 def test_drift_tracking_example_runs(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "drift_tracking.py"), "--warmup", "2",

@@ -26,7 +26,8 @@ def test_shapes_and_trainable_parts():
     assert (y >= 0).all()  # relu
     names = {n for n, _ in layer.named_parameters()}
     assert names == {"linear.weight", "linear.bias"}
-    assert {n for n, _ in layer.named_buffers()} == {"in_min", "in_max"}  # no projection
+    # the fixed physics lives in the DeviceLayer; no projection at equal widths
+    assert {n for n, _ in layer.named_buffers()} == {"physics.in_min", "physics.in_max"}
     assert layer.linear.in_features == 3 + 4  # measurement + skip
 
 
@@ -43,7 +44,7 @@ def test_encoding_stays_in_device_range_for_extreme_inputs():
 def test_projection_when_widths_differ():
     dev = CountingDevice(n_in=4)
     layer = PhysicalLayer(dev, 10, 6)
-    assert layer.projection.shape == (10, 4)
+    assert layer.physics.projection.shape == (10, 4)
     assert layer(torch.randn(2, 10)).shape == (2, 6)
     assert dev.seen[-1].shape == (2, 4)
 
@@ -89,3 +90,27 @@ def test_with_cavity():
     layer = PhysicalLayer(cav, 6, 12)
     assert layer(torch.rand(5, 6)).shape == (5, 12)
     assert "cavity" in repr(layer)
+
+
+def test_checkpoints_with_the_physics_buffers_at_the_layer_still_load():
+    layer = PhysicalLayer(CountingDevice(), 10, 5, seed=1)
+    old = {k.replace("physics.", ""): v.clone() for k, v in layer.state_dict().items()}
+    assert set(old) == {"projection", "in_min", "in_max", "linear.weight", "linear.bias"}
+    fresh = PhysicalLayer(CountingDevice(), 10, 5, seed=2)
+    fresh.load_state_dict(old)
+    assert torch.equal(fresh.physics.projection, layer.physics.projection)
+    assert torch.equal(fresh.linear.weight, layer.linear.weight)
+    net = torch.nn.Sequential(PhysicalLayer(CountingDevice(), 10, 5, seed=3))
+    net.load_state_dict({f"0.{k}": v for k, v in old.items()})  # nested, strict
+    assert torch.equal(net[0].physics.projection, layer.physics.projection)
+
+
+def test_gradient_routes_reach_the_layer_physics():
+    dev = phys.open("cavity", n_in=4, n_out=3, n_scatterers=8)
+    layer = PhysicalLayer(dev, 4, 5, grad="simulator")
+    x = torch.randn(6, 4, requires_grad=True)
+    layer(x).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0  # through the simulator
+    assert dev.stats.queries == 0
+    with pytest.raises(ValueError, match="grad must be one of"):
+        PhysicalLayer(dev, 4, 5, grad="exact")

@@ -7,11 +7,7 @@ device as any trainer does.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-import torch
-
-from phys.layers import PhysicalLayer
+from phys.nn.device_layer import device_layers
 from phys.train.base import TrainConfig
 from phys.train.network import ClassifierTrainer, PhysicalClassifier
 
@@ -20,6 +16,9 @@ __all__ = ["BackpropTrainer"]
 
 class BackpropTrainer(ClassifierTrainer):
     """Cross-entropy training of a :class:`PhysicalClassifier` through its simulators.
+
+    Sets the gradient route of every :class:`~phys.nn.DeviceLayer` in the network to
+    ``"simulator"``.
 
     Args:
         network: Every layer's device must be differentiable (``info.differentiable``).
@@ -30,8 +29,8 @@ class BackpropTrainer(ClassifierTrainer):
     """
 
     def __init__(self, network: PhysicalClassifier, config: TrainConfig | None = None) -> None:
-        super().__init__(config or TrainConfig())
-        for i, layer in enumerate(network.layers):
+        physics = device_layers(network)
+        for i, layer in enumerate(physics):
             info = layer.device.info
             if not info.differentiable or not hasattr(layer.device, "simulate"):
                 raise ValueError(
@@ -39,11 +38,6 @@ class BackpropTrainer(ClassifierTrainer):
                     f"{info.name!r} can only be queried; use the phyll trainer, or pat with "
                     f"a digital twin"
                 )
-        self.network = network
-        self.n_features, self.n_classes = network.n_features, network.n_classes
-        cfg = self.config
-        self.optimizers = [torch.optim.Adam(network.parameters(), lr=cfg.lr,
-                                            weight_decay=cfg.weight_decay)]
-
-    def physics_for(self, layer: PhysicalLayer) -> Callable[[torch.Tensor], torch.Tensor]:
-        return layer.device.simulate
+        for layer in physics:
+            layer.set_grad("simulator")
+        super().__init__(network, config or TrainConfig())

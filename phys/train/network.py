@@ -3,26 +3,24 @@ baselines (in-silico backprop and physics-aware training)."""
 
 from __future__ import annotations
 
-from abc import abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from phys.layers import PhysicalLayer, check_chain, seeded_linear
-from phys.train.base import Trainer
+from phys.train.base import TrainConfig, Trainer
 
 __all__ = ["ClassifierTrainer", "PhysicalClassifier"]
-
-PhysicsFor = Callable[[PhysicalLayer], Callable[[torch.Tensor], torch.Tensor]]
 
 
 class PhysicalClassifier(nn.Module):
     """A stack of :class:`~phys.PhysicalLayer` followed by a linear head giving logits.
 
     Args:
-        layers: Physical layers; layer ``i + 1`` takes layer ``i``'s output.
+        layers: Physical layers (or any blocks with ``in_features`` and ``out_features``);
+            layer ``i + 1`` takes layer ``i``'s output.
         n_classes: Number of labels.
         seed: Seeds the head's initial weights.
 
@@ -39,28 +37,35 @@ class PhysicalClassifier(nn.Module):
         gen = torch.Generator().manual_seed(seed)
         self.head = seeded_linear(layers[-1].out_features, n_classes, gen)
 
-    def forward(self, x: torch.Tensor, physics_for: PhysicsFor | None = None) -> torch.Tensor:
-        """Logits. ``physics_for(layer)`` gives each layer's differentiable physics; by
-        default every layer queries its device without gradient."""
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits; each layer's physics passes gradients by its own route
+        (:class:`~phys.nn.DeviceLayer`)."""
         h = x
         for layer in self.layers:
-            h = layer(h, None if physics_for is None else physics_for(layer))
+            h = layer(h)
         return self.head(h)
 
 
 class ClassifierTrainer(Trainer):
-    """Cross-entropy training of a :class:`PhysicalClassifier` with one Adam optimiser;
-    subclasses say how each layer's physics is differentiated (:meth:`physics_for`).
-    Prediction queries the devices, as for any trainer."""
+    """Cross-entropy training of a :class:`PhysicalClassifier` with one Adam optimiser.
+
+    Subclasses choose the gradient route of every :class:`~phys.nn.DeviceLayer` in the
+    network (``set_grad``) before training. Prediction runs without autograd, so it
+    queries the devices whatever the route, as for any trainer.
+    """
 
     network: PhysicalClassifier
 
-    @abstractmethod
-    def physics_for(self, layer: PhysicalLayer) -> Callable[[torch.Tensor], torch.Tensor]:
-        """The differentiable map ``u (B, n_in) -> (B, n_out)`` used for ``layer``."""
+    def __init__(self, network: PhysicalClassifier, config: TrainConfig) -> None:
+        super().__init__(config)
+        self.network = network
+        self.n_features, self.n_classes = network.n_features, network.n_classes
+        cfg = self.config
+        self.optimizers = [torch.optim.Adam(network.parameters(), lr=cfg.lr,
+                                            weight_decay=cfg.weight_decay)]
 
     def train_step(self, x: torch.Tensor, labels: torch.Tensor) -> float:
-        loss = F.cross_entropy(self.network(x, physics_for=self.physics_for), labels)
+        loss = F.cross_entropy(self.network(x), labels)
         opt = self.optimizers[0]
         opt.zero_grad(set_to_none=True)
         loss.backward()

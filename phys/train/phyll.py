@@ -1,26 +1,31 @@
 """Physical local learning (PhyLL): model-free forward-forward training.
 
-Momeni et al., Science 382:1297 (2023). Each :class:`~phys.PhysicalLayer` learns from
-a local goodness on positive inputs (the true label embedded) and negative inputs (a
-wrong label embedded). The physics is only queried: the loss depends on the trainable
-digital weights through digital operations alone, with the measurement a constant, so
-no model of the physics and no backpropagation through it is needed.
+Momeni et al., Science 382:1297 (2023). Each block (a :class:`~phys.PhysicalLayer`, or
+any module around a :class:`~phys.nn.DeviceLayer`) learns from a local goodness on
+positive inputs (the true label embedded) and negative inputs (a wrong label embedded).
+The physics is only queried: the loss depends on the trainable digital weights through
+digital operations alone, with the measurement a constant, so no model of the physics
+and no backpropagation through it is needed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from phys.layers import PhysicalLayer, check_chain, seeded_linear
-from phys.options import option
+from phys.layers import PhysicalLayer, check_chain
+from phys.nn import goodness as goodness_fns
+from phys.nn.functional import seeded_linear
+from phys.options import check_value, option, option_fields
 from phys.train.base import TrainConfig, Trainer
 
-__all__ = ["PhyLLConfig", "PhyLLNetwork", "PhyLLTrainer", "wrong_labels"]
+__all__ = ["NETWORK_OPTIONS", "PhyLLConfig", "PhyLLNetwork", "PhyLLTrainer", "all_wrong_labels",
+           "wrong_labels"]
 
 GOODNESS = ("cosine", "meansquare")
 LOSSES = ("contrast", "softmax", "threshold")
@@ -77,29 +82,64 @@ def all_wrong_labels(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
     return (labels.unsqueeze(1) + offsets) % n_classes
 
 
+#: Options that the network applies and :class:`PhyLLConfig` owns (default, allowed values).
+NETWORK_OPTIONS = ("label_scale", "goodness")
+
+
+def _network_option(name: str, value: Any) -> Any:
+    """``value`` checked against :class:`PhyLLConfig`'s field ``name``; ``None`` gives the
+    field's default."""
+    field, hint = next((f, h) for f, h in option_fields(PhyLLConfig) if f.name == name)
+    if value is None:
+        return field.default
+    check_value(name, value, hint, field.metadata)
+    return value
+
+
 class PhyLLNetwork(nn.Module):
-    """A stack of :class:`~phys.PhysicalLayer` trained layer-locally.
+    """A sequence of blocks trained layer-locally, with the label embedded in the input.
+
+    A block is any ``nn.Module`` with int attributes ``in_features`` and ``out_features``
+    that holds its physics in a :class:`~phys.nn.DeviceLayer` and has a trainable digital
+    part, e.g. :class:`~phys.PhysicalLayer` or a block of one's own
+    (``examples/custom_blocks.py``).
 
     Args:
-        layers: Physical layers; layer ``i + 1`` takes layer ``i``'s output. The first
-            takes ``n_features + n_classes`` inputs (features and label embedding).
+        layers: The blocks; block ``i + 1`` takes block ``i``'s output. The first takes
+            ``n_features + n_classes`` inputs (features and label embedding).
         n_classes: Number of labels ``C``.
         label_scale: Hot value of the one-hot label embedding.
-        seed: Seeds the fixed goodness directions ``xi``.
+        goodness: ``"cosine"`` or ``"meansquare"`` (:mod:`phys.nn.goodness`).
+            :class:`PhyLLConfig` owns both options (defaults and allowed values): leave
+            them ``None`` to take the trainer's config (its defaults until then); a value
+            given here that differs from the config is refused by :class:`PhyLLTrainer`.
+        seed: Seeds the fixed goodness directions ``xi`` and the linear readout.
 
     Shape:
         - ``goodness(x, labels)``: ``(B, n_features), (B,) -> (B, n_layers)``.
         - ``predict(x)``: ``(B, n_features) -> (B,)``.
+
+    Examples::
+
+        >>> import phys
+        >>> block = phys.PhysicalLayer(phys.open("cavity", n_in=9, n_out=4), 9, 8)
+        >>> PhyLLNetwork([block], n_classes=3).n_features
+        6
     """
 
-    def __init__(self, layers: Sequence[PhysicalLayer], n_classes: int, *,
-                 label_scale: float = 1.0, goodness: str = "cosine", seed: int = 0) -> None:
+    def __init__(self, layers: Sequence[nn.Module], n_classes: int, *,
+                 label_scale: float | None = None, goodness: str | None = None,
+                 seed: int = 0) -> None:
         super().__init__()
         check_chain(layers, "PhyLLNetwork")
-        if n_classes < 2:
-            raise ValueError(f"n_classes must be >= 2, got {n_classes}")
+        if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 2:
+            raise ValueError(f"n_classes must be an int >= 2, got {n_classes!r}")
         self.layers = nn.ModuleList(layers)
-        self.n_classes, self.label_scale, self.goodness_kind = n_classes, label_scale, goodness
+        self.n_classes = n_classes
+        given = {"label_scale": label_scale, "goodness": goodness}
+        self._chosen = {k: _network_option(k, v) for k, v in given.items() if v is not None}
+        self.label_scale = _network_option("label_scale", label_scale)
+        self.goodness_kind = _network_option("goodness", goodness)
         self.n_features = layers[0].in_features - n_classes
         if self.n_features < 1:
             raise ValueError(
@@ -112,6 +152,20 @@ class PhyLLNetwork(nn.Module):
         width = sum(layer.out_features for layer in layers)
         self.readout = seeded_linear(width, n_classes, gen)  # not the global RNG: reproducible
 
+    def configure(self, *, label_scale: float, goodness: str) -> None:
+        """Apply a trainer's options (:data:`NETWORK_OPTIONS` of :class:`PhyLLConfig`).
+
+        Raises:
+            ValueError: naming the option, when the network was built with another value.
+        """
+        wanted = {"label_scale": label_scale, "goodness": goodness}
+        for name, value in wanted.items():
+            if name in self._chosen and self._chosen[name] != value:
+                raise ValueError(f"{name}: the network was built with {self._chosen[name]!r} "
+                                 f"but the config has {value!r}; give it once, in the config")
+        self.label_scale = _network_option("label_scale", label_scale)
+        self.goodness_kind = _network_option("goodness", goodness)
+
     def embed(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         """Append the label embedding; ``labels=None`` appends the neutral label."""
         if labels is None:
@@ -121,14 +175,15 @@ class PhyLLNetwork(nn.Module):
         return torch.cat([x, onehot], dim=1)
 
     def layer_goodness(self, i: int, y: torch.Tensor) -> torch.Tensor:
-        """Goodness of layer ``i``'s outputs ``(B, out) -> (B,)``."""
+        """Goodness of block ``i``'s outputs ``(B, out) -> (B,)``
+        (:mod:`phys.nn.goodness`)."""
         if self.goodness_kind == "cosine":
-            return F.cosine_similarity(y, getattr(self, f"xi{i}").unsqueeze(0), dim=1, eps=1e-8)
-        return y.square().mean(dim=1)
+            return goodness_fns.cosine(y, self.get_buffer(f"xi{i}"))
+        return goodness_fns.meansquare(y)
 
     def embedded_skip(self, x: torch.Tensor, labels: torch.Tensor, repeats: int) -> torch.Tensor:
-        """The first layer's skip term for ``x`` with labels embedded, each sample's rows
-        sharing one product with the weights.
+        """A :class:`~phys.PhysicalLayer` first block's skip term for ``x`` with labels
+        embedded, each sample's rows sharing one product with the weights.
 
         Equals ``layers[0].skip(embed(x.repeat_interleave(repeats, 0), labels))``: every
         one-hot embedding has the same norm, so the normaliser is one per sample, and the
@@ -138,8 +193,7 @@ class PhyLLNetwork(nn.Module):
         Shape: ``(B, n_features), (B * repeats,) -> (B * repeats, out_features)``, rows
         grouped per sample.
         """
-        layer = self.layers[0]
-        weight = layer.linear.weight[:, layer.device.info.n_out:]
+        weight = self.layers[0].skip_weight
         n = self.n_features + self.n_classes
         norm = ((x.square().sum(dim=1) + self.label_scale**2) / n).add(1e-8).sqrt()
         shared = (x @ weight[:, :self.n_features].T) / norm.unsqueeze(1)
@@ -148,14 +202,18 @@ class PhyLLNetwork(nn.Module):
                 / norm.repeat_interleave(repeats).unsqueeze(1))
 
     def first_layer(self, x: torch.Tensor, labels: torch.Tensor, repeats: int) -> torch.Tensor:
-        """The first layer's output for ``x`` with ``labels`` embedded, with autograd on
-        its digital weights. One device query covers every row.
+        """The first block's output for ``x`` with ``labels`` embedded, with autograd on
+        its digital weights. One device query covers every row; a
+        :class:`~phys.PhysicalLayer` also shares its skip product (:meth:`embedded_skip`).
 
         Shape: ``(B, n_features), (B * repeats,) -> (B * repeats, out_features)``.
         """
-        layer = self.layers[0]
-        measured = layer.measure(self.embed(x.repeat_interleave(repeats, 0), labels))
-        return layer.digital(measured, None, skip=self.embedded_skip(x, labels, repeats))
+        block = self.layers[0]
+        embedded = self.embed(x.repeat_interleave(repeats, 0), labels)
+        if not isinstance(block, PhysicalLayer):
+            return block(embedded)
+        return block.digital(block.measure(embedded), None,
+                             skip=self.embedded_skip(x, labels, repeats))
 
     @torch.no_grad()
     def goodness(self, x: torch.Tensor, labels: torch.Tensor, repeats: int = 1) -> torch.Tensor:
@@ -195,11 +253,19 @@ class PhyLLNetwork(nn.Module):
 
 
 class PhyLLTrainer(Trainer):
-    """Trains a :class:`PhyLLNetwork` with one optimiser per layer, inputs detached.
+    """Trains a :class:`PhyLLNetwork` block by block: one optimiser and one local loss
+    per block, inputs detached between blocks.
+
+    The config owns the options the network applies (:data:`NETWORK_OPTIONS`): the
+    trainer configures the network with them and refuses a network built with others.
 
     Args:
-        network: The network to train (its layers' devices are only queried).
+        network: The blocks to train (their devices are only queried).
         config: Hyper-parameters.
+
+    Raises:
+        ValueError: the network was built with another ``label_scale`` or ``goodness``
+            than the config's, or a block has no trainable parameters.
 
     Examples::
 
@@ -217,11 +283,16 @@ class PhyLLTrainer(Trainer):
     def __init__(self, network: PhyLLNetwork, config: PhyLLConfig | None = None) -> None:
         super().__init__(config or PhyLLConfig())
         cfg = self.config
+        network.configure(label_scale=cfg.label_scale, goodness=cfg.goodness)
         self.network = network
         self.n_features, self.n_classes = network.n_features, network.n_classes
+        for i, block in enumerate(network.layers):
+            if not any(p.requires_grad for p in block.parameters()):
+                raise ValueError(f"block {i} ({type(block).__name__}) has no trainable "
+                                 f"parameters for its optimiser")
         self.layer_optimizers = [
-            torch.optim.Adam(layer.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-            for layer in network.layers
+            torch.optim.Adam(block.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+            for block in network.layers
         ]
         self.readout_optimizer = torch.optim.Adam(network.readout.parameters(),
                                                   lr=cfg.readout_lr)
@@ -244,30 +315,28 @@ class PhyLLTrainer(Trainer):
         keep = torch.rand(y.shape, generator=self.generator) >= p
         return y * keep / (1.0 - p)
 
-    def _layer_loss(self, g_pos: torch.Tensor, g_neg: torch.Tensor) -> torch.Tensor:
+    def layer_loss(self, g_pos: torch.Tensor, g_neg: torch.Tensor) -> torch.Tensor:
+        """The configured local loss (:mod:`phys.nn.goodness`) of one block's goodness on
+        positives ``(B,)`` and negatives ``(B, K)``."""
         cfg = self.config
-        if cfg.loss == "contrast":
-            return F.softplus(-cfg.theta * (g_pos.unsqueeze(1) - g_neg)).mean()
-        if cfg.loss == "softmax":
-            logits = cfg.theta * torch.cat([g_pos.unsqueeze(1), g_neg], dim=1)
-            return F.cross_entropy(logits, logits.new_zeros(len(logits), dtype=torch.long))
-        return F.softplus(cfg.threshold - g_pos).mean() + F.softplus(g_neg - cfg.threshold).mean()
+        if cfg.loss == "threshold":
+            return goodness_fns.threshold_loss(g_pos, g_neg, cfg.threshold)
+        sharp = goodness_fns.contrast_loss if cfg.loss == "contrast" else goodness_fns.softmax_loss
+        return sharp(g_pos, g_neg, cfg.theta)
 
     def train_step(self, x: torch.Tensor, labels: torch.Tensor) -> float:
-        """One local update of every layer on a batch; returns the summed layer loss."""
+        """One local update of every block on a batch; returns the summed block loss."""
         net = self.network
         neg_labels, k = self._negatives(labels)
         b = x.shape[0]
         # rows: each sample with its own label, then its k wrong labels
         rows = torch.cat([labels.unsqueeze(1), neg_labels.view(b, k)], dim=1).reshape(-1)
         total, h = 0.0, x
-        for i, (layer, opt) in enumerate(zip(net.layers, self.layer_optimizers, strict=True)):
-            if i == 0:  # one device round trip for positives and negatives
-                out = net.first_layer(x, rows, k + 1)
-            else:
-                out = layer.digital(layer.measure(h), h)
+        for i, (block, opt) in enumerate(zip(net.layers, self.layer_optimizers, strict=True)):
+            # the first block: one device round trip for positives and negatives
+            out = net.first_layer(x, rows, k + 1) if i == 0 else block(h)
             g = net.layer_goodness(i, self._drop(out)).view(b, k + 1)
-            loss = self._layer_loss(g[:, 0], g[:, 1:])
+            loss = self.layer_loss(g[:, 0], g[:, 1:])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

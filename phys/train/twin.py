@@ -8,7 +8,7 @@ network fitted to the device's own answers.
 from __future__ import annotations
 
 import math
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -16,17 +16,10 @@ from torch import nn
 
 from phys.device import Device, DeviceInfo, validate_batch
 from phys.flops import FlopMeter
-from phys.layers import seeded_linear
+from phys.nn.functional import seeded_linear
+from phys.nn.physics_aware import Twin
 
 __all__ = ["SurrogateTwin", "Twin"]
-
-
-class Twin(Protocol):
-    """What physics-aware training needs of a digital model of a device."""
-
-    def vjp(self, x: torch.Tensor, grad_out: torch.Tensor) -> torch.Tensor:
-        """``grad_out (B, n_out) @ J(x)`` with ``x (B, n_in)``, returns ``(B, n_in)``."""
-        ...
 
 
 class SurrogateTwin(nn.Module):

@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 import phys
 from phys.data import load
 from phys.layers import PhysicalLayer
+from phys.nn import goodness
 from phys.train.phyll import (
     PhyLLConfig,
     PhyLLNetwork,
@@ -106,11 +107,11 @@ def test_first_layer_shares_the_feature_product_across_labels():
 
 def test_softmax_loss_with_one_negative_is_the_contrast_loss():
     g_pos, g_neg = torch.rand(7), torch.rand(7, 1)
-    losses = [PhyLLTrainer(_network(), PhyLLConfig(loss=kind))._layer_loss(g_pos, g_neg)
+    losses = [PhyLLTrainer(_network(), PhyLLConfig(loss=kind)).layer_loss(g_pos, g_neg)
               for kind in ("contrast", "softmax")]
     assert torch.allclose(*losses)
     g_neg = torch.rand(7, 4)  # several negatives: the two losses differ
-    losses = [PhyLLTrainer(_network(), PhyLLConfig(loss=kind))._layer_loss(g_pos, g_neg)
+    losses = [PhyLLTrainer(_network(), PhyLLConfig(loss=kind)).layer_loss(g_pos, g_neg)
               for kind in ("contrast", "softmax")]
     assert not torch.allclose(*losses)
 
@@ -283,3 +284,53 @@ def test_training_accuracy_is_measured_on_a_fixed_subset(subset, expected):
     assert trainer.device_usage()["eval_device_samples"] == 2 * expected * 3 * 2
     with pytest.raises(ValueError, match="train_eval_samples"):
         PhyLLConfig(train_eval_samples=0)
+
+
+def test_the_config_goodness_is_the_one_trained_with():
+    x, labels = torch.rand(8, 6), torch.randint(0, 3, (8,))
+    losses = {}
+    for kind in ("cosine", "meansquare"):
+        net = _network(layers=1)  # the network leaves goodness to the config
+        trainer = PhyLLTrainer(net, PhyLLConfig(goodness=kind, negatives="all"))
+        assert net.goodness_kind == kind
+        rows = torch.cat([labels.unsqueeze(1), all_wrong_labels(labels, 3)], dim=1).reshape(-1)
+        with torch.no_grad():
+            out = net.first_layer(x, rows, 3)
+        g = (goodness.meansquare(out) if kind == "meansquare"
+             else goodness.cosine(out, net.xi0)).view(8, 3)
+        expected = goodness.contrast_loss(g[:, 0], g[:, 1:], trainer.config.theta)
+        losses[kind] = trainer.train_step(x, labels)
+        assert losses[kind] == pytest.approx(float(expected), rel=1e-5)
+    assert losses["cosine"] != pytest.approx(losses["meansquare"], rel=1e-3)
+
+
+def test_the_config_label_scale_is_the_one_embedded():
+    net = _network()
+    assert net.label_scale == PhyLLConfig().label_scale  # one default, the config's
+    PhyLLTrainer(net, PhyLLConfig(label_scale=1.5))
+    assert net.label_scale == 1.5
+    embedded = net.embed(torch.rand(2, 6), torch.tensor([0, 2]))
+    assert embedded[:, 6:].amax(1).tolist() == [1.5, 1.5]
+
+
+def test_a_network_built_with_other_options_than_the_config_is_refused():
+    with pytest.raises(ValueError, match="label_scale: the network was built with 1.0 but the "
+                                         "config has 3.0"):
+        PhyLLTrainer(_network(label_scale=1.0), PhyLLConfig())
+    with pytest.raises(ValueError, match="goodness: the network was built with 'meansquare'"):
+        PhyLLTrainer(_network(goodness="meansquare"), PhyLLConfig(goodness="cosine"))
+    agreed = _network(label_scale=2.0, goodness="meansquare")
+    PhyLLTrainer(agreed, PhyLLConfig(label_scale=2.0, goodness="meansquare"))
+    assert (agreed.label_scale, agreed.goodness_kind) == (2.0, "meansquare")
+
+
+def test_bad_network_options_are_refused_with_their_names():
+    with pytest.raises(ValueError, match="goodness must be one of cosine, meansquare, got "
+                                         "'bogus'"):
+        _network(goodness="bogus")
+    with pytest.raises(ValueError, match="label_scale must be >= 0.0"):
+        _network(label_scale=-1.0)
+    with pytest.raises(ValueError, match="label_scale must be a number"):
+        _network(label_scale="3")
+    with pytest.raises(ValueError, match="n_classes must be an int >= 2"):
+        PhyLLNetwork([PhysicalLayer(phys.open("cavity", n_in=9, n_out=4), 9, 5)], 1)
