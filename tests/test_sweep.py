@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from phys.sweep import runner as sweep_runner
 from phys.cli import main
 from phys.experiment import TrainSpec, run
 from phys.sweep import load_sweep, parse_sweep, run_sweep
+from phys.sweep import runner as sweep_runner
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = """

@@ -93,8 +93,8 @@ class TrainCommand(SweepCommand):
 
         results = run(TrainSpec(**config), out=out, resume=resume, overwrite=True,
                       opener=holder_opener(holders) if holders else None,
-                      checkpoint_every=settings.get("checkpoint_every", 200),
-                      device_wait=settings.get("device_wait", 300.0),
+                      checkpoint_every=settings["checkpoint_every"],
+                      device_wait=settings["device_wait"],
                       resume_hint=settings.get("resume_hint"))
         return self.summary(results)
 
@@ -148,7 +148,7 @@ class SwapCommand(SweepCommand):
         from phys.quantum.study import SwapConfig, run_study
 
         rows, _ = run_study(SwapConfig(**config), out, resume=resume, overwrite=True,
-                            checkpoint_every=settings.get("checkpoint_every", 200))
+                            checkpoint_every=settings["checkpoint_every"])
         return self.summary({"rows": rows})
 
     def summary(self, results: Mapping[str, Any]) -> dict[str, Any]:

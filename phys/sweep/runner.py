@@ -41,20 +41,26 @@ class SweepOutcome:
 
 def run_point(command: str, config: Mapping[str, Any], out: str | Path, *,
               holders: Mapping[str, Any] | None = None, threads: int | None = None,
-              checkpoint_every: int = 200, device_wait: float = 300.0,
+              checkpoint_every: int | None = None, device_wait: float | None = None,
               resume_hint: str | None = None) -> dict[str, Any]:
     """Run one point as ``phys train`` / ``phys swap`` would, in run directory ``out``
     (resumed when it holds saved progress of this configuration); returns its result row.
 
-    ``holders`` maps exclusive devices' names to :class:`~phys.sweep.DeviceHolder` actors.
+    ``holders`` maps exclusive devices' names to :class:`~phys.sweep.DeviceHolder` actors;
+    ``checkpoint_every`` and ``device_wait`` default to those of
+    :class:`~phys.experiment.RunOptions`.
     """
     import torch
+
+    from phys.experiment import RunOptions
 
     if threads is not None:
         torch.set_num_threads(threads)
     strategy, out = COMMANDS[command], Path(out)
-    settings = {"checkpoint_every": checkpoint_every, "device_wait": device_wait,
-                "resume_hint": resume_hint}
+    chosen = {"checkpoint_every": checkpoint_every, "device_wait": device_wait}
+    run_options = RunOptions(**{k: v for k, v in chosen.items() if v is not None})
+    settings = {"checkpoint_every": run_options.checkpoint_every,
+                "device_wait": run_options.device_wait, "resume_hint": resume_hint}
     return strategy.run(config, out, resume=strategy.resumable(out), holders=holders or {},
                         settings=settings)
 

@@ -66,11 +66,11 @@ class Sweep:
     options: dict[str, Any]
     grid: dict[str, list[Any]]
     points: list[Point]
-    cpus_per_point: float = 1.0
-    threads: int = 1
-    checkpoint_every: int = 200
-    device_wait: float = 300.0
-    source: str = "SWEEP.toml"
+    cpus_per_point: float
+    threads: int
+    checkpoint_every: int
+    device_wait: float
+    source: str
 
     @property
     def strategy(self) -> SweepCommand:
