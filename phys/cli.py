@@ -1,18 +1,47 @@
-"""The ``phys`` command line. Heavy libraries load only inside the subcommands."""
+"""The ``phys`` command line. Heavy libraries load only inside the subcommands.
+
+The options of ``phys train`` and ``phys compare`` are generated from the options
+dataclasses of :mod:`phys.experiment` (flag, type, allowed values, help and default come
+from each field), so they are written once. Every option's parser default is ``None``:
+what is not ``None`` after parsing is what the user typed, and the rest is left to the
+dataclass's own default.
+"""
 
 from __future__ import annotations
 
 import argparse
 import ast
+import dataclasses
+import re
 import sys
-from collections.abc import Sequence
+import types
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["main"]
 
+#: Flags that are not ``--`` plus the option's name with ``-`` for ``_``.
+FLAGS: dict[str, tuple[str, ...]] = {
+    "count_flops": ("--count-flops", "--flops"),
+    "device_options": ("--device-option", "-o"),
+    "data_options": ("--data-option", "-d"),
+    "twin_options": ("--twin-option", "-t"),
+}
+
 
 class CLIError(Exception):
     """A user error: printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser that remembers the flag of every option added from a dataclass,
+    to translate library messages (``epochs must be ...``) into flags (``--epochs``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.flags: dict[str, str] = {}
 
 
 def _parse_option(text: str) -> tuple[str, Any]:
@@ -26,130 +55,183 @@ def _parse_option(text: str) -> tuple[str, Any]:
     return key, parsed
 
 
-def _add_training_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="cavity",
-                   help="registered device name or address, e.g. pennylane:default.qubit "
-                        "(default: cavity)")
-    p.add_argument("--data", default="digits",
-                   help="dataset: digits (default, bundled), mnist, fashion_mnist, vowels")
-    p.add_argument("--data-option", "-d", type=_parse_option, action="append", default=[],
-                   metavar="KEY=VALUE", help="dataset option, e.g. -d classes=7 for vowels")
-    p.add_argument("--layers", type=int, default=2, help="physical layers (default: 2)")
-    p.add_argument("--hidden", type=int, default=256, help="width of each layer's output")
-    p.add_argument("--measurements", type=int, default=64,
-                   help="detectors n_out per device, when the device takes it")
-    p.add_argument("--activation", choices=["relu", "abs"], default="relu",
-                   help="nonlinearity after each layer's digital map")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--schedule", choices=["constant", "cosine"], default="constant")
-    p.add_argument("--negatives", choices=["all", "random"], default="all",
-                   help="phyll: every wrong label per sample, or one random wrong label")
-    p.add_argument("--readout", choices=["goodness", "linear"], default="goodness")
-    p.add_argument("--goodness", choices=["cosine", "meansquare"], default="cosine")
-    p.add_argument("--loss", choices=["contrast", "softmax", "threshold"], default="contrast",
-                   help="phyll: layer loss (softmax: cross-entropy over a sample's labels)")
-    p.add_argument("--label-scale", type=float, default=3.0,
-                   help="phyll: hot value of the one-hot label embedding")
-    p.add_argument("--theta", type=float, default=8.0,
-                   help="phyll: sharpness of the contrast loss")
-    p.add_argument("--dropout", type=float, default=0.0,
-                   help="phyll: fraction of each layer's outputs dropped from its goodness "
-                        "in training")
-    p.add_argument("--twin", choices=["surrogate", "simulator"], default="surrogate",
-                   help="pat: a network fitted to device queries, or the simulator with "
-                        "--twin-option overrides")
-    p.add_argument("--twin-samples", type=int, default=8192,
-                   help="pat: device queries used to fit a surrogate twin")
-    p.add_argument("--twin-option", "-t", type=_parse_option, action="append", default=[],
-                   metavar="KEY=VALUE", help="pat: simulator twin option, e.g. -t drive=5")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device-option", "-o", type=_parse_option, action="append",
-                   default=[], metavar="KEY=VALUE",
-                   help="extra device option, e.g. -o n_scatterers=128 -o noise=0.01")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+def _flags(name: str) -> tuple[str, ...]:
+    return FLAGS.get(name, ("--" + name.replace("_", "-"),))
 
 
-def _spec(args: argparse.Namespace, **overrides: Any) -> Any:
-    from dataclasses import fields
+def _scalar(hint: Any) -> Any:
+    """The one non-``None`` type of ``hint`` (``int | None`` -> ``int``)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return args[0] if len(args) == 1 else str
+    return hint
 
+
+def _shown(value: Any) -> str:
+    if isinstance(value, (tuple, list)):
+        return " ".join(map(str, value))
+    return str(value)
+
+
+def _default_text(f: dataclasses.Field) -> str:
+    if f.default is dataclasses.MISSING:
+        return ""
+    return f" (default: {_shown(f.default)})".replace("%", "%%")
+
+
+def _kind(hint: Any, meta: Any) -> dict[str, Any]:
+    """``add_argument`` keywords for an option of type ``hint``."""
+    hint = _scalar(hint)
+    origin = typing.get_origin(hint) or hint
+    if hint is bool:
+        return {"action": argparse.BooleanOptionalAction}
+    if origin is dict:
+        return {"type": _parse_option, "action": "append", "metavar": "KEY=VALUE"}
+    kind: dict[str, Any] = {}
+    if origin in (tuple, list, Sequence):
+        kind["nargs"] = "+"
+        hint = (typing.get_args(hint) or (str,))[0]
+    if hint in (int, float, str):
+        kind["type"] = hint
+    if meta.get("choices") is not None:
+        kind["choices"] = meta["choices"]
+    return kind
+
+
+def add_options(parser: _Parser, cls: type, *, group: Any = None,
+                skip: Sequence[str] = ()) -> None:
+    """Add a flag to ``parser`` (in ``group``) for every field of options dataclass
+    ``cls`` but ``skip``; the parser's default is ``None`` (see the module docstring)."""
+    from phys.options import option_fields
+
+    target = parser if group is None else group
+    for f, hint in option_fields(cls):
+        if f.name in skip:
+            continue
+        flags = _flags(f.name)
+        target.add_argument(*flags, dest=f.name, default=None,
+                            help=f.metadata["help"].replace("%", "%%") + _default_text(f),
+                            **_kind(hint, f.metadata))
+        parser.flags[f.name] = flags[0]
+
+
+def given(args: argparse.Namespace, cls: type, skip: Sequence[str] = ()) -> dict[str, Any]:
+    """The options of ``cls`` typed on the command line (``KEY=VALUE`` lists as dicts)."""
+    typed = {}
+    for f in dataclasses.fields(cls):
+        value = getattr(args, f.name, None)
+        if value is not None and f.name not in skip:
+            typed[f.name] = dict(value) if f.default_factory is dict else value
+    return typed
+
+
+def _group_title(cls: type) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", " ", cls.__name__).lower()
+
+
+def _training_parser(prog: str, description: str, out: str, skip: Sequence[str]) -> _Parser:
     from phys.experiment import TrainSpec
 
-    options = {"device_options": args.device_option, "twin_options": args.twin_option,
-               "data_options": args.data_option}
-    names = {f.name for f in fields(TrainSpec)} - set(options)
-    values = {k: v for k, v in vars(args).items() if k in names}
-    return TrainSpec(**{**values, **overrides}, **{k: dict(v) for k, v in options.items()})
+    p = _Parser(prog=prog, description=description)
+    for part in TrainSpec.PARTS:
+        add_options(p, part, group=p.add_argument_group(_group_title(part)), skip=skip)
+    p.add_argument("--out", help=f"run directory (default: {out})")
+    return p
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    from phys import __version__
+def _train_parser() -> _Parser:
+    from phys.experiment import RunOptions
 
-    parser = argparse.ArgumentParser(
-        prog="phys",
-        description="Train neural networks whose layers are physical systems.",
-    )
-    parser.add_argument("--version", action="version", version=f"physnn {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    train = sub.add_parser(
-        "train", help="train a physical network (PhyLL, backprop or physics-aware)",
-        description="Train a physical network and write results.json, metrics.csv, "
-                    "curve.png and checkpoint.pt to --out.",
-    )
-    _add_training_options(train)
-    train.add_argument("--trainer", choices=["phyll", "backprop", "pat"], default="phyll",
-                       help="phyll: model-free (default); backprop: in silico through the "
-                            "simulator; pat: device forward, digital-twin backward")
-    train.add_argument("--flops", dest="count_flops", action="store_true",
-                       help="measure the digital FLOPs of training (slower)")
-    train.add_argument("--out", default="runs/train", help="run directory (default: runs/train)")
-    train.add_argument("--resume", metavar="DIR",
-                       help="continue the run in DIR from its latest checkpoint (its options "
-                            "are taken from DIR; options given must match them)")
-    _add_run_options(train)
-    train.add_argument("--device-wait", type=float, default=300.0, metavar="SECONDS",
-                       help="how long to wait for a lab device that stops answering to come "
-                            "back, after saving the run (default: 300)")
-
-    compare = sub.add_parser(
-        "compare", help="run several trainers on one device and dataset, tabulate and plot",
-        description="Train each trainer with the same options; write compare.md (a table) "
-                    "and compare.png (test accuracy against device queries and against "
-                    "digital FLOPs), and each run's files under --out/TRAINER.",
-    )
-    _add_training_options(compare)
-    compare.add_argument("--trainers", nargs="+", choices=["phyll", "backprop", "pat"],
-                         default=["phyll", "backprop", "pat"])
-    compare.add_argument("--out", default="runs/compare",
-                         help="output directory (default: runs/compare)")
-
-    devices = sub.add_parser("devices", help="list the registered devices and their info")
-    devices.add_argument("--names", action="store_true", help="print names only")
-    devices.add_argument("--scan", action="store_true",
-                         help="probe serial ports for lab devices (HELLO) and list what answers")
-    devices.add_argument("--ports", nargs="+", metavar="PORT",
-                         help="with --scan: ports to probe (default: USB serial ports found)")
-    devices.add_argument("--baudrate", type=int, default=115200, help="with --scan")
-    _add_emulate_parser(sub)
-    _add_swap_parser(sub)
-    _add_sweep_parser(sub)
-    return parser
+    p = _training_parser(
+        "phys train", "Train a physical network and write results.json, metrics.csv, "
+        "curve.png and checkpoint.pt to --out.", "runs/train", ())
+    run = p.add_argument_group("run options")
+    run.add_argument("--resume", metavar="DIR",
+                     help="continue the run in DIR from its latest checkpoint (its options "
+                          "are taken from DIR; options given must match them)")
+    add_options(p, RunOptions, group=run)
+    return p
 
 
-def _add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--overwrite", action="store_true",
-                   help="start again in an output directory that holds an unfinished run")
-    p.add_argument("--checkpoint-every", type=int, default=200, metavar="N",
-                   help="also save a checkpoint every N batches within an epoch (0: at epoch "
-                        "ends only; default: 200)")
+def _compare_parser() -> _Parser:
+    from phys.experiment import TRAINERS, RunOptions
+
+    p = _training_parser(
+        "phys compare", "Train each trainer with the same options; write compare.md (a "
+        "table) and compare.png (test accuracy against device queries and against digital "
+        "FLOPs), and each run's files under --out/TRAINER.", "runs/compare",
+        ("trainer", "count_flops"))
+    p.add_argument("--trainers", nargs="+", choices=TRAINERS, default=list(TRAINERS),
+                   help=f"trainers to compare (default: {' '.join(TRAINERS)})")
+    add_options(p, RunOptions, skip=("checkpoint_every", "device_wait", "overwrite"))
+    return p
 
 
-def _add_sweep_parser(sub: Any) -> None:
-    p = sub.add_parser(
-        "sweep", help="run a grid of phys train or phys swap runs as Ray tasks",
+#: ``phys swap``'s own default, over :class:`~phys.quantum.study.SwapConfig`'s: the bundled
+#: digits, so that it runs offline.
+SWAP_DEFAULTS = {"data": "digits"}
+
+
+def _swap_parser() -> _Parser:
+    """``phys swap``: :class:`~phys.quantum.study.SwapConfig` carries no option metadata, so
+    its flags are written here; their defaults are read from its fields."""
+    from phys.experiment import RunOptions
+    from phys.quantum.study import DATASETS, SwapConfig
+
+    defaults = {f.name: f.default for f in dataclasses.fields(SwapConfig)} | SWAP_DEFAULTS
+    p = _Parser(
+        prog="phys swap",
+        description="Train the 'Let the Quantum Creep In' model at each replacement level "
+                    "(0: classical; 1: both convolutions quantum; 2: also the linear layer) "
+                    "on 32x32 images; print a table and write swap.csv, swap_epochs.csv and "
+                    "swap.png to --out.")
+
+    def add(name: str, help: str, **kw: Any) -> None:  # noqa: A002
+        shown = "" if defaults[name] is None else f" (default: {_shown(defaults[name])})"
+        p.add_argument(*_flags(name), dest=name, default=None, help=help + shown, **kw)
+        p.flags[name] = _flags(name)[0]
+
+    add("data", "dataset (digits: 8x8, resized to 28x28 and padded to 32x32)",
+        choices=DATASETS)
+    add("levels", "replacement levels to train", type=int, nargs="+", choices=[0, 1, 2])
+    add("seeds", "runs per level", type=int)
+    add("epochs", "training epochs per run", type=int)
+    add("subset", "train on this many training images", type=int)
+    add("test_subset", "test on this many test images", type=int)
+    add("batch_size", "training batch size", type=int)
+    add("lr", "Adam learning rate", type=float)
+    add("reps", "repetitions of the quantum linear layer", type=int)
+    add("gain", "factor on the quantum linear layer's probabilities at level 2: a number or "
+                "'uniform' (2**qubits, 128 here, so the uniform state reads 1; learns far "
+                "faster than the default 1)")
+    add("first_seed", "seed of each level's first run", type=int)
+    add("test_every_epoch", "measure test accuracy after every epoch, not only the last",
+        action=argparse.BooleanOptionalAction)
+    p.add_argument("--torch-device", default="cpu",
+                   help="torch device to train on, e.g. cuda (default: cpu)")
+    p.add_argument("--threads", type=int,
+                   help="torch threads (default: torch's choice; on cores busy with other "
+                        "work, 1 is often much faster)")
+    p.add_argument("--out", help="output directory (default: runs/swap)")
+    p.add_argument("--resume", metavar="DIR",
+                   help="continue the study in DIR: finished runs are kept, the others "
+                        "continue from their checkpoints")
+    add_options(p, RunOptions, skip=("device_wait",))
+    return p
+
+
+def _gain(text: str) -> float | str:
+    if text == "uniform":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise CLIError(f"--gain must be a number or 'uniform', got {text!r}") from None
+
+
+def _sweep_parser() -> _Parser:
+    p = _Parser(
+        prog="phys sweep",
         description="Run every point of the grid in SWEEP.toml as a Ray task (the code of "
                     "phys train or phys swap, each point in its own run directory), on a "
                     "local Ray or the cluster at --address; write sweep.csv, sweep.md and "
@@ -162,51 +244,23 @@ def _add_sweep_parser(sub: Any) -> None:
                    help="CPUs of the local Ray (default: all); ignored with --address")
     p.add_argument("--out", help="sweep directory (default: the file's [sweep] out, or "
                                  "runs/NAME for SWEEP.toml named NAME)")
+    return p
 
 
-def _add_swap_parser(sub: Any) -> None:
-    p = sub.add_parser(
-        "swap", help="swap classical layers for quantum ones level by level, train, compare",
-        description="Train the 'Let the Quantum Creep In' model at each replacement level "
-                    "(0: classical; 1: both convolutions quantum; 2: also the linear layer) "
-                    "on 32x32 images; print a table and write swap.csv, swap_epochs.csv and "
-                    "swap.png to --out.",
-    )
-    p.add_argument("--data", choices=["mnist", "fashion_mnist", "digits"], default="digits",
-                   help="dataset (digits: 8x8, resized to 28x28 and padded to 32x32)")
-    p.add_argument("--levels", type=int, nargs="+", choices=[0, 1, 2], default=[0, 1, 2])
-    p.add_argument("--seeds", type=int, default=3, help="runs per level (default: 3)")
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--subset", type=int, help="train on this many training images")
-    p.add_argument("--test-subset", type=int, help="test on this many test images")
-    p.add_argument("--batch-size", type=int, default=200)
-    p.add_argument("--lr", type=float, default=5e-4)
-    p.add_argument("--reps", type=int, default=10,
-                   help="repetitions of the quantum linear layer (default: 10)")
-    p.add_argument("--gain", default="1",
-                   help="factor on the quantum linear layer's probabilities at level 2: a "
-                        "number or 'uniform' (2**qubits, 128 here, so the uniform state reads "
-                        "1; learns far faster than the default 1)")
-    p.add_argument("--test-every-epoch", action="store_true",
-                   help="measure test accuracy after every epoch, not only the last")
-    p.add_argument("--torch-device", default="cpu",
-                   help="torch device to train on, e.g. cuda (default: cpu)")
-    p.add_argument("--threads", type=int,
-                   help="torch threads (default: torch's choice; on cores busy with other "
-                        "work, 1 is often much faster)")
-    p.add_argument("--first-seed", type=int, default=0,
-                   help="seed of each level's first run (default: 0)")
-    p.add_argument("--out", default="runs/swap", help="output directory (default: runs/swap)")
-    p.add_argument("--resume", metavar="DIR",
-                   help="continue the study in DIR: finished runs are kept, the others "
-                        "continue from their checkpoints")
-    _add_run_options(p)
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+def _devices_parser() -> _Parser:
+    p = _Parser(prog="phys devices", description="List the registered devices and their info.")
+    p.add_argument("--names", action="store_true", help="print names only")
+    p.add_argument("--scan", action="store_true",
+                   help="probe serial ports for lab devices (HELLO) and list what answers")
+    p.add_argument("--ports", nargs="+", metavar="PORT",
+                   help="with --scan: ports to probe (default: USB serial ports found)")
+    p.add_argument("--baudrate", type=int, default=115200, help="with --scan")
+    return p
 
 
-def _add_emulate_parser(sub: Any) -> None:
-    p = sub.add_parser(
-        "emulate", help="serve a simulator as a virtual lab device on a pty or TCP port",
+def _emulate_parser() -> _Parser:
+    p = _Parser(
+        prog="phys emulate",
         description="Serve the serial wire protocol, backed by a simulator, on a new "
                     "pseudo-terminal (or a TCP port). Prints the port; then, from another "
                     "shell: phys train --device serial://PORT. Stops on Ctrl-C.",
@@ -237,67 +291,44 @@ def _add_emulate_parser(sub: Any) -> None:
     p.add_argument("--duration", type=float, help="stop after this many seconds")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads for the simulator (default: 1)")
+    return p
 
 
-def _given(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[str]:
-    """The destinations of the options written out in ``argv`` (not left to defaults)."""
-    actions = parser._actions
-    defaults = [a.default for a in actions]
-    try:
-        for action in actions:
-            action.default = argparse.SUPPRESS
-        return set(vars(parser.parse_args(list(argv))))
-    finally:
-        for action, default in zip(actions, defaults, strict=True):
-            action.default = default
+# -- the commands -------------------------------------------------------------------------
 
-
-#: Options that say how to run, not what: they may differ when a run is resumed.
-RUN_OPTIONS = {"out", "resume", "overwrite", "checkpoint_every", "device_wait", "no_progress",
-               "threads"}
-
-
-def _resumed(args: argparse.Namespace, given: set[str], kind: str, cls: type,
-             build: Any) -> Any:
-    """The configuration saved in ``--resume DIR`` with the options given on the command
-    line put over it (the run then refuses any that differ, listing them)."""
-    from dataclasses import fields, replace
-
+def _resumed(resume: str, out: str | None, kind: str, cls: type,
+             typed: dict[str, Any]) -> Any:
+    """The configuration saved in run directory ``resume`` with the options ``typed`` on
+    the command line put over it (the run then refuses any that differ, listing them)."""
     from phys.runs import RunDir
 
-    if "out" in given and args.out != args.resume:
+    if out is not None and out != resume:
         raise CLIError("give the run directory once: --resume DIR, without --out")
-    saved = RunDir(args.resume).read_config()
+    saved = RunDir(resume).read_config()
     if saved is None:
-        raise CLIError(f"--resume {args.resume}: no run there (no config.json)")
+        raise CLIError(f"--resume {resume}: no run there (no config.json)")
     if saved.get("kind") != kind:
-        raise CLIError(f"--resume {args.resume}: that is a {saved.get('kind')!r} run, not a "
+        raise CLIError(f"--resume {resume}: that is a {saved.get('kind')!r} run, not a "
                        f"{kind!r} run")
-    names = {f.name for f in fields(cls)}
-    unknown = sorted(set(saved["config"]) - names)
+    unknown = sorted(set(saved["config"]) - {f.name for f in dataclasses.fields(cls)})
     if unknown:
-        raise CLIError(f"--resume {args.resume}: config.json has unknown options "
+        raise CLIError(f"--resume {resume}: config.json has unknown options "
                        f"{', '.join(unknown)}")
-    wanted = build(args)
-    rename = {"device_option": "device_options", "twin_option": "twin_options",
-              "data_option": "data_options"}
-    chosen = {rename.get(d, d) for d in given - RUN_OPTIONS} & names
-    return replace(cls(**saved["config"]), **{k: getattr(wanted, k) for k in chosen})
+    return cls(**{**saved["config"], **typed})
 
 
-def _cmd_train(args: argparse.Namespace, given: set[str] = frozenset()) -> int:
-    from phys.experiment import TrainSpec, run
+def _cmd_train(args: argparse.Namespace) -> int:
+    from phys.experiment import RunOptions, TrainSpec, run
     from phys.runs import DeviceLost
 
-    out = args.out
+    typed = given(args, TrainSpec)
     if args.resume is not None:
-        spec, out = _resumed(args, given, "train", TrainSpec, _spec), args.resume
+        spec, out = _resumed(args.resume, args.out, "train", TrainSpec, typed), args.resume
     else:
-        spec = _spec(args)
+        spec, out = TrainSpec(**typed), args.out or "runs/train"
     try:
-        results = run(spec, out=out, progress=not args.no_progress,
-                      resume=args.resume is not None, overwrite=args.overwrite,
-                      checkpoint_every=args.checkpoint_every, device_wait=args.device_wait)
+        results = run(spec, out=out, resume=args.resume is not None,
+                      **vars(RunOptions(**given(args, RunOptions))))
     except DeviceLost as err:
         print(f"phys: {err}", file=sys.stderr)
         return 3
@@ -315,11 +346,13 @@ def _cmd_train(args: argparse.Namespace, given: set[str] = frozenset()) -> int:
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from phys.compare import compare
+    from phys.experiment import RunOptions, TrainSpec
 
-    table = compare(_spec(args, count_flops=True), args.trainers, args.out,
-                    progress=not args.no_progress)
+    out = args.out or "runs/compare"
+    table = compare(TrainSpec(**given(args, TrainSpec), count_flops=True), args.trainers,
+                    out, progress=RunOptions(**given(args, RunOptions)).progress)
     print(table, end="")
-    print(f"wrote {args.out}/compare.md, compare.png and a run directory per trainer")
+    print(f"wrote {out}/compare.md, compare.png and a run directory per trainer")
     return 0
 
 
@@ -373,25 +406,6 @@ def _cmd_devices(args: argparse.Namespace) -> int:
     return 0
 
 
-def _gain(text: str) -> float | str:
-    if text == "uniform":
-        return text
-    try:
-        return float(text)
-    except ValueError:
-        raise CLIError(f"--gain must be a number or 'uniform', got {text!r}") from None
-
-
-def _swap_config(args: argparse.Namespace) -> Any:
-    from phys.quantum.study import SwapConfig
-
-    return SwapConfig(data=args.data, levels=args.levels, seeds=args.seeds,
-                      epochs=args.epochs, subset=args.subset, test_subset=args.test_subset,
-                      batch_size=args.batch_size, lr=args.lr, reps=args.reps,
-                      gain=_gain(args.gain), first_seed=args.first_seed,
-                      test_every_epoch=args.test_every_epoch)
-
-
 def _torch_device(name: str) -> Any:
     import torch
 
@@ -403,23 +417,27 @@ def _torch_device(name: str) -> Any:
     return device
 
 
-def _cmd_swap(args: argparse.Namespace, given: set[str] = frozenset()) -> int:
+def _cmd_swap(args: argparse.Namespace) -> int:
+    from phys.experiment import RunOptions
     from phys.quantum.study import CSV, EPOCHS_CSV, PLOT, SwapConfig, run_study
 
-    out = args.out
+    typed = given(args, SwapConfig)
+    if "gain" in typed:
+        typed["gain"] = _gain(typed["gain"])
     if args.resume is not None:
-        config, out = _resumed(args, given, "swap", SwapConfig, _swap_config), args.resume
+        config, out = _resumed(args.resume, args.out, "swap", SwapConfig, typed), args.resume
     else:
-        config = _swap_config(args)
+        config, out = SwapConfig(**{**SWAP_DEFAULTS, **typed}), args.out or "runs/swap"
+    run_options = RunOptions(**given(args, RunOptions))
     if args.threads is not None:
         if args.threads < 1:
             raise CLIError(f"--threads must be >= 1, got {args.threads}")
         import torch
 
         torch.set_num_threads(args.threads)
-    _, table = run_study(config, out, progress=not args.no_progress,
-                         resume=args.resume is not None, overwrite=args.overwrite,
-                         checkpoint_every=args.checkpoint_every,
+    _, table = run_study(config, out, progress=run_options.progress,
+                         resume=args.resume is not None, overwrite=run_options.overwrite,
+                         checkpoint_every=run_options.checkpoint_every,
                          device=_torch_device(args.torch_device))
     print(table, end="")
     print(f"wrote {out}/{CSV}, {EPOCHS_CSV}, {PLOT}")
@@ -438,24 +456,70 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 1 if outcome.failed else 0
 
 
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: one line of help, its parser (built only when it runs) and what it
+    does with the parsed arguments (returns the exit status)."""
+
+    help: str
+    parser: Callable[[], _Parser]
+    run: Callable[[argparse.Namespace], int]
+
+
+COMMANDS: dict[str, Command] = {
+    "train": Command("train a physical network (PhyLL, backprop or physics-aware)",
+                     _train_parser, _cmd_train),
+    "compare": Command("run several trainers on one device and dataset, tabulate and plot",
+                       _compare_parser, _cmd_compare),
+    "devices": Command("list the registered devices and their info", _devices_parser,
+                       _cmd_devices),
+    "emulate": Command("serve a simulator as a virtual lab device on a pty or TCP port",
+                       _emulate_parser, _cmd_emulate),
+    "swap": Command("swap classical layers for quantum ones level by level, train, compare",
+                    _swap_parser, _cmd_swap),
+    "sweep": Command("run a grid of phys train or phys swap runs as Ray tasks",
+                     _sweep_parser, _cmd_sweep),
+}
+
+
+def _top_parser() -> argparse.ArgumentParser:
+    from phys import __version__
+
+    listing = "\n".join(f"  {name:10s} {c.help}" for name, c in COMMANDS.items())
+    parser = argparse.ArgumentParser(
+        prog="phys", description="Train neural networks whose layers are physical systems.",
+        epilog=f"commands:\n{listing}\n\nphys COMMAND --help shows a command's options.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"physnn {__version__}")
+    parser.add_argument("command", nargs="?", choices=COMMANDS, metavar="COMMAND",
+                        help="one of the commands below")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    return parser
+
+
+def translate(message: str, flags: dict[str, str]) -> str:
+    """A library message that starts with an argument's name (``epochs must be >= 1``,
+    ``twin='simulator' needs ...``) with that argument's flag instead."""
+    match = re.match(r"(\w+)(?= must\b| needs\b|=)", message)
+    if match and match.group(1) in flags:
+        return flags[match.group(1)] + message[match.end():]
+    return message
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``phys`` console script; returns the exit status."""
-    parser = _build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
+    top = _top_parser()
+    request = top.parse_args(sys.argv[1:] if argv is None else list(argv))
+    if request.command is None:
+        top.print_help()
         return 0
-    handlers = {"train": _cmd_train, "compare": _cmd_compare, "devices": _cmd_devices,
-                "emulate": _cmd_emulate, "swap": _cmd_swap, "sweep": _cmd_sweep}
+    command = COMMANDS[request.command]
+    parser = command.parser()
+    args = parser.parse_args(request.args)
     try:
-        if args.command in ("train", "swap") and args.resume is not None:
-            words = list(sys.argv[1:] if argv is None else argv)
-            command = parser._subparsers._group_actions[0].choices[args.command]
-            given = _given(command, words[words.index(args.command) + 1:])
-            return handlers[args.command](args, given)
-        return handlers[args.command](args)
+        return command.run(args)
     except (ValueError, TypeError, CLIError, FileNotFoundError, RuntimeError) as err:
-        print(f"phys: error: {err}", file=sys.stderr)
+        print(f"phys: error: {translate(str(err), parser.flags)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("phys: interrupted", file=sys.stderr)

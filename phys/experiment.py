@@ -1,116 +1,238 @@
 """Assemble and run an experiment: dataset, one device per layer, network, trainer.
 
 This is what ``phys train`` and ``phys compare`` run; it is also the shortest way to do
-the same from Python.
+the same from Python. What to run is a :class:`TrainSpec`, made of one options dataclass
+per concern (:class:`DeviceOptions`, :class:`DataOptions`, :class:`NetworkOptions`,
+:class:`TrainerOptions`, :class:`TwinOptions`); how to run it is :class:`RunOptions`.
+The command line and the sweep schema are generated from these fields.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 import time
+import typing
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from phys import registry
 from phys.device import Device
+from phys.options import Options, check_value, option
+from phys.registry import DeviceSpec
+from phys.train.base import TrainConfig
+from phys.train.phyll import PhyLLConfig
 
-__all__ = ["TRAINERS", "TWINS", "TrainSpec", "open_layer_device", "run"]
+__all__ = ["TRAINERS", "TWINS", "DataOptions", "DeviceOptions", "NetworkOptions", "RunOptions",
+           "TrainSpec", "TrainerOptions", "TwinOptions", "borrowed", "build",
+           "open_layer_device", "prepare", "run"]
 
 TRAINERS = ("phyll", "backprop", "pat")
 TWINS = ("surrogate", "simulator")
 ACTIVATIONS = ("relu", "abs")  # those of phys.layers.PhysicalLayer
 
 
+def borrowed(owner: type, name: str, *, default: Any = dataclasses.MISSING,
+              help: str | None = None) -> Any:  # noqa: A002
+    """Field ``name`` of options class ``owner`` as a field of another options class: the
+    same default, allowed values and help, unless ``default`` or ``help`` is given."""
+    source = {f.name: f for f in dataclasses.fields(owner)}[name]
+    metadata = {**source.metadata, **({} if help is None else {"help": help})}
+    if default is not dataclasses.MISSING:
+        return dataclasses.field(default=default, metadata=metadata)
+    if source.default_factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=source.default_factory, metadata=metadata)
+    return dataclasses.field(default=source.default, metadata=metadata)
+
+
 @dataclass
-class TrainSpec:
+class DeviceOptions(Options):
+    """Which device each layer opens."""
+
+    device: str = option("cavity", help="registered device name or address, e.g. "
+                         "pennylane:default.qubit; one device is opened per layer")
+    measurements: int = option(64, min=1, help="detectors n_out asked of each device, when "
+                               "it takes one")
+    device_options: dict[str, Any] = option(default_factory=dict, help="extra keyword options "
+                                            "of the device, e.g. noise=0.01")
+
+
+@dataclass
+class DataOptions(Options):
+    """Which dataset is learnt."""
+
+    data: str = option("digits", help="dataset: digits (bundled), mnist, fashion_mnist, "
+                       "vowels (see phys.data.names)")
+    data_options: dict[str, Any] = option(default_factory=dict, help="extra keyword options "
+                                          "of the dataset, e.g. classes=7 for vowels")
+
+
+@dataclass
+class NetworkOptions(Options):
+    """The shape of the physical network."""
+
+    layers: int = option(2, min=1, help="physical layers")
+    hidden: int = option(256, min=1, help="output width of every layer's digital map")
+    activation: str = option("relu", choices=ACTIVATIONS,
+                             help="nonlinearity after every layer's digital map (abs: the "
+                                  "PhyLL paper's |x|, whose units cannot die)")
+
+
+@dataclass
+class TrainerOptions(Options):
+    """How the network learns: the trainer and the fields of
+    :class:`~phys.train.base.TrainConfig` and :class:`~phys.train.phyll.PhyLLConfig` that
+    ``phys train`` sets (their defaults are those classes', except a longer ``epochs``)."""
+
+    trainer: str = option("phyll", choices=TRAINERS,
+                          help="phyll: model-free; backprop: in silico through the simulator; "
+                               "pat: physics-aware, device forward and digital-twin backward")
+    epochs: int = borrowed(TrainConfig, "epochs", default=20)
+    batch_size: int = borrowed(TrainConfig, "batch_size")
+    lr: float = borrowed(TrainConfig, "lr")
+    weight_decay: float = borrowed(TrainConfig, "weight_decay")
+    schedule: str = borrowed(TrainConfig, "schedule")
+    count_flops: bool = borrowed(TrainConfig, "count_flops")
+    seed: int = borrowed(TrainConfig, "seed", help="seeds data order, negatives, initial "
+                          "weights and the simulated physics (layer i gets seed + i)")
+    negatives: str = borrowed(PhyLLConfig, "negatives")
+    readout: str = borrowed(PhyLLConfig, "readout")
+    goodness: str = borrowed(PhyLLConfig, "goodness")
+    loss: str = borrowed(PhyLLConfig, "loss")
+    label_scale: float = borrowed(PhyLLConfig, "label_scale")
+    theta: float = borrowed(PhyLLConfig, "theta")
+    dropout: float = borrowed(PhyLLConfig, "dropout")
+
+    #: Which fields go to which trainer configuration.
+    COMMON: ClassVar[tuple[str, ...]] = ("epochs", "batch_size", "lr", "weight_decay",
+                                         "schedule", "count_flops", "seed")
+    PHYLL: ClassVar[tuple[str, ...]] = ("negatives", "readout", "goodness", "loss",
+                                        "label_scale", "theta", "dropout")
+
+
+@dataclass
+class TwinOptions(Options):
+    """PAT's digital twin (``trainer="pat"`` only)."""
+
+    twin: str = option("surrogate", choices=TWINS,
+                       help="surrogate: a network fitted to twin_samples device queries; "
+                            "simulator: the device's simulator with twin_options over "
+                            "device_options (a sim-to-real gap)")
+    twin_samples: int = option(8192, min=1, help="device queries that fit a surrogate twin")
+    twin_options: dict[str, Any] = option(default_factory=dict, help="options of a simulator "
+                                          "twin over device_options, e.g. drive=5")
+
+
+@dataclass
+class RunOptions(Options):
+    """How a run is kept and watched; these may differ when a run is resumed."""
+
+    checkpoint_every: int = option(200, min=0, help="batches between checkpoints within an "
+                                   "epoch (0: at epoch ends only)")
+    device_wait: float = option(300.0, min=0.0, help="seconds to wait for a lab device that "
+                                "stops answering to come back, after saving the run")
+    overwrite: bool = option(False, help="start again in a run directory that holds an "
+                             "unfinished run")
+    progress: bool = option(True, help="show progress bars")
+
+
+@dataclass
+class TrainSpec(TwinOptions, TrainerOptions, NetworkOptions, DataOptions, DeviceOptions):
     """Everything ``phys train`` needs; stored as ``config`` in ``results.json``.
 
-    Args:
-        trainer: ``"phyll"`` (model-free), ``"backprop"`` (in silico, through the
-            simulator) or ``"pat"`` (physics-aware: device forward, twin backward).
-        device: Registered device name, one device opened per layer.
-        data: Dataset name (see :func:`phys.data.names`).
-        layers: Number of physical layers.
-        hidden: Output width of every layer's digital map.
-        activation: Nonlinearity after every layer's digital map: ``"relu"`` or
-            ``"abs"`` (the PhyLL paper's ``|x|``, whose units cannot die).
-        measurements: Detector count ``n_out`` asked of each device (when it takes one).
-        epochs, batch_size, lr, weight_decay, schedule: training options.
-        negatives, readout, goodness, loss, label_scale, theta, dropout: PhyLL options, see
-            :class:`phys.train.phyll.PhyLLConfig`.
-        twin: PAT's digital twin: ``"surrogate"`` (a network fitted to ``twin_samples``
-            device queries) or ``"simulator"`` (the device's simulator opened with
-            ``twin_options`` on top of ``device_options``: a sim-to-real gap).
-        count_flops: Measure digital FLOPs of training.
-        seed: Seeds data order, negatives, initial weights and the simulated physics
-            (layer ``i`` gets ``seed + i``).
-        device_options: Extra keyword options for :func:`phys.open`.
-        data_options: Extra keyword options for :func:`phys.data.load`, e.g.
-            ``{"classes": 7}`` for the 7-vowel task.
+    The fields are those of :class:`DeviceOptions`, :class:`DataOptions`,
+    :class:`NetworkOptions`, :class:`TrainerOptions` and :class:`TwinOptions`, given as flat
+    keywords; each is checked once, when the spec is made, against its type, allowed
+    values and bounds. ``vars(spec)`` is the configuration a run directory keeps.
+
+    Examples::
+
+        >>> TrainSpec(layers=1, epochs=3).hidden
+        256
+        >>> TrainSpec(layers=2.7)
+        Traceback (most recent call last):
+        ...
+        ValueError: layers must be an int, got 2.7
     """
 
-    trainer: str = "phyll"
-    device: str = "cavity"
-    data: str = "digits"
-    layers: int = 2
-    hidden: int = 256
-    activation: str = "relu"
-    measurements: int = 64
-    epochs: int = 20
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    schedule: str = "constant"
-    negatives: str = "all"
-    readout: str = "goodness"
-    goodness: str = "cosine"
-    loss: str = "contrast"
-    label_scale: float = 3.0
-    theta: float = 8.0
-    dropout: float = 0.0
-    twin: str = "surrogate"
-    twin_samples: int = 8192
-    twin_options: dict[str, Any] = field(default_factory=dict)
-    count_flops: bool = False
-    seed: int = 0
-    device_options: dict[str, Any] = field(default_factory=dict)
-    data_options: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        for key in ("layers", "hidden", "measurements", "epochs", "batch_size", "twin_samples"):
-            if int(getattr(self, key)) < 1:
-                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
-        if self.trainer not in TRAINERS:
-            raise ValueError(f"unknown trainer {self.trainer!r}; choose one of "
-                             f"{', '.join(TRAINERS)}")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {self.activation!r}; choose one of "
-                             f"{', '.join(ACTIVATIONS)}")
-        if self.twin not in TWINS:
-            raise ValueError(f"unknown twin {self.twin!r}; choose one of {', '.join(TWINS)}")
+    #: The options classes a spec is made of, in the order of ``phys train --help``.
+    PARTS: ClassVar[tuple[type[Options], ...]] = (DeviceOptions, DataOptions, NetworkOptions,
+                                                  TrainerOptions, TwinOptions)
 
 
-def open_layer_device(name: str, n_in: int, n_out: int, seed: int,
-                      options: Mapping[str, Any]) -> Device:
-    """Open device ``name`` for one layer, passing ``n_in``, ``n_out`` and ``seed`` when
-    the device declares them in its ``sizes`` (simulators do; fixed hardware does not)."""
-    return registry.DeviceSpec.parse(name, options).open(n_in=n_in, n_out=n_out, seed=seed)
+def _keyword_hints(factory: Callable[..., Any]) -> dict[str, Any]:
+    """Type hints of ``factory``'s keyword parameters (``{}`` where they cannot be read)."""
+    target: Any = factory.func if isinstance(factory, functools.partial) else factory
+    target = target.__init__ if isinstance(target, type) else target
+    try:
+        return typing.get_type_hints(target)
+    except Exception:  # unresolvable annotations: the factory checks its own values
+        return {}
 
 
-#: ``opener(name, n_in, n_out, seed, options)``: how a layer's device is opened.
-Opener = Callable[[str, int, int, int, Mapping[str, Any]], Device]
+def _check_types(factory: Callable[..., Any], options: Mapping[str, Any], what: str) -> None:
+    hints = _keyword_hints(factory)
+    for key, value in options.items():
+        if key in hints:
+            check_value(f"{what} option {key}", value, hints[key], {})
 
 
-def _open_devices(spec: TrainSpec, first_width: int, opened: list[Device],
+def prepare(spec: TrainSpec) -> DeviceSpec:
+    """Parse the spec's device once and check, before anything loads or opens, every
+    option of the device, of a simulator twin and of the dataset (names and types).
+
+    Returns:
+        The :class:`~phys.DeviceSpec` that :func:`build` opens each layer's device from.
+
+    Raises:
+        ValueError: an unknown device, or an option it does not take (the message lists
+            those it accepts) or of the wrong type (naming the option).
+    """
+    from phys import data
+
+    device = DeviceSpec.parse(spec.device, spec.device_options)
+    device.check_options(device.options)
+    _check_types(device.factory, device.options, "device")
+    if spec.trainer == "pat" and spec.twin == "simulator":
+        device.check_options(spec.twin_options)
+        _check_types(device.factory, spec.twin_options, "twin")
+    loader = getattr(data, "_LOADERS", {}).get(spec.data)
+    if loader is not None:
+        _check_types(loader, spec.data_options, "data")
+    return device
+
+
+def open_layer_device(device: str | DeviceSpec, n_in: int, n_out: int, seed: int,
+                      options: Mapping[str, Any] | None = None) -> Device:
+    """Open ``device`` for one layer, passing ``n_in``, ``n_out`` and ``seed`` when the
+    device declares them in its ``sizes`` (simulators do; fixed hardware does not).
+
+    Args:
+        device: A parsed :class:`~phys.DeviceSpec` (opened as it is) or a name.
+        n_in, n_out, seed: The layer's sizes and seed.
+        options: Options over the spec's own.
+    """
+    if not isinstance(device, DeviceSpec):
+        device = DeviceSpec.parse(device, options)
+    elif options:
+        device = device.with_options(**options)
+    return device.open(n_in=n_in, n_out=n_out, seed=seed)
+
+
+#: ``opener(device_spec, n_in, n_out, seed)``: how a layer's device is opened.
+Opener = Callable[[DeviceSpec, int, int, int], Device]
+
+
+def _open_devices(spec: TrainSpec, device: DeviceSpec, first_width: int, opened: list[Device],
                   opener: Opener = open_layer_device) -> list[Any]:
     """One :class:`~phys.PhysicalLayer` per layer; devices are appended to ``opened``."""
     from phys.layers import PhysicalLayer
 
     layers, width = [], first_width
     for i in range(spec.layers):
-        dev = opener(spec.device, width, spec.measurements, spec.seed + i, spec.device_options)
+        dev = opener(device, width, spec.measurements, spec.seed + i)
         opened.append(dev)
         layers.append(PhysicalLayer(dev, width, spec.hidden, activation=spec.activation,
                                     seed=spec.seed + i))
@@ -118,7 +240,7 @@ def _open_devices(spec: TrainSpec, first_width: int, opened: list[Device],
     return layers
 
 
-def _twins(spec: TrainSpec, layers: list[Any], opened: list[Device],
+def _twins(spec: TrainSpec, device: DeviceSpec, layers: list[Any], opened: list[Device],
            fit: bool = True) -> tuple[list[Any], list]:
     """PAT's twins, one per layer, and a note per twin for the results (``fit=False``:
     surrogates are left unfitted, for a checkpoint to fill)."""
@@ -128,13 +250,13 @@ def _twins(spec: TrainSpec, layers: list[Any], opened: list[Device],
     for i, layer in enumerate(layers):
         dev = layer.device
         if spec.twin == "simulator":
-            twin = open_layer_device(spec.device, dev.info.n_in, dev.info.n_out, spec.seed + i,
-                                     {**spec.device_options, **spec.twin_options})
+            twin = open_layer_device(device, dev.info.n_in, dev.info.n_out, spec.seed + i,
+                                     spec.twin_options)
             opened.append(twin)
             if not twin.info.differentiable or not hasattr(twin, "simulate"):
                 raise ValueError(
-                    f"--twin simulator needs a differentiable simulator, but {spec.device!r} "
-                    f"is not one; use --twin surrogate"
+                    f"twin='simulator' needs a differentiable simulator, but {spec.device!r} "
+                    f"is not one; use twin='surrogate'"
                 )
             notes.append({"kind": "simulator", "options": dict(spec.twin_options)})
         else:
@@ -146,34 +268,34 @@ def _twins(spec: TrainSpec, layers: list[Any], opened: list[Device],
 
 
 def build(spec: TrainSpec, n_features: int, n_classes: int, opened: list[Device], *,
-          opener: Opener = open_layer_device, fit_twins: bool = True
-          ) -> tuple[Any, dict[str, Any]]:
+          device: DeviceSpec | None = None, opener: Opener = open_layer_device,
+          fit_twins: bool = True) -> tuple[Any, dict[str, Any]]:
     """The trainer ``spec`` asks for, and extra facts for the results.
 
-    Devices (and simulator twins) are appended to ``opened`` as they open, so the caller
-    can close them whatever happens. ``opener`` opens each layer's device;
-    ``fit_twins=False`` leaves PAT's surrogate twins unfitted (a checkpoint restores them).
+    Args:
+        spec: What to train.
+        n_features, n_classes: Of the dataset.
+        opened: Devices (and simulator twins) are appended as they open, so the caller
+            can close them whatever happens.
+        device: The spec's device from :func:`prepare` (parsed here when not given).
+        opener: Opens each layer's device from ``device``.
+        fit_twins: ``False`` leaves PAT's surrogate twins unfitted (a checkpoint restores
+            them).
     """
-    from phys.train.base import TrainConfig
-
-    common = {"epochs": spec.epochs, "batch_size": spec.batch_size, "lr": spec.lr,
-              "weight_decay": spec.weight_decay, "schedule": spec.schedule,
-              "count_flops": spec.count_flops, "seed": spec.seed}
+    device = prepare(spec) if device is None else device
+    common = {k: getattr(spec, k) for k in TrainerOptions.COMMON}
     if spec.trainer == "phyll":
-        from phys.train.phyll import PhyLLConfig, PhyLLNetwork, PhyLLTrainer
+        from phys.train.phyll import PhyLLNetwork, PhyLLTrainer
 
-        config = PhyLLConfig(**common, negatives=spec.negatives, readout=spec.readout,
-                             goodness=spec.goodness, loss=spec.loss,
-                             label_scale=spec.label_scale, theta=spec.theta,
-                             dropout=spec.dropout)
-        layers = _open_devices(spec, n_features + n_classes, opened, opener)
+        config = PhyLLConfig(**common, **{k: getattr(spec, k) for k in TrainerOptions.PHYLL})
+        layers = _open_devices(spec, device, n_features + n_classes, opened, opener)
         network = PhyLLNetwork(layers, n_classes, label_scale=spec.label_scale,
                                goodness=spec.goodness, seed=spec.seed)
         return PhyLLTrainer(network, config), {}
 
     from phys.train.network import PhysicalClassifier
 
-    layers = _open_devices(spec, n_features, opened, opener)
+    layers = _open_devices(spec, device, n_features, opened, opener)
     network = PhysicalClassifier(layers, n_classes, seed=spec.seed)
     if spec.trainer == "backprop":
         from phys.train.backprop import BackpropTrainer
@@ -181,7 +303,7 @@ def build(spec: TrainSpec, n_features: int, n_classes: int, opened: list[Device]
         return BackpropTrainer(network, TrainConfig(**common)), {}
     from phys.train.pat import PATTrainer
 
-    twins, notes = _twins(spec, layers, opened, fit_twins)
+    twins, notes = _twins(spec, device, layers, opened, fit_twins)
     return PATTrainer(network, twins, TrainConfig(**common)), {"twins": notes}
 
 
@@ -234,8 +356,7 @@ def run(spec: TrainSpec, *, out: str | Path | None = None, progress: bool = Fals
         raise ValueError("resume needs the run directory (out)")
     if run_dir is not None:
         run_dir.check("train", config, resume=resume, overwrite=overwrite)
-    if opener is None:
-        registry.DeviceSpec.parse(spec.device, spec.device_options)  # fail before loading data
+    device = prepare(spec)  # parsed once, every option checked, before loading data
     dataset = data.load(spec.data, **spec.data_options)
     state = run_dir.load()[0] if resume and run_dir is not None else None
     if state is not None and state.get("kind") != "train":
@@ -244,7 +365,8 @@ def run(spec: TrainSpec, *, out: str | Path | None = None, progress: bool = Fals
     opened: list[Device] = []
     try:
         trainer, extra = build(spec, dataset.n_features, dataset.n_classes, opened,
-                               opener=opener or open_layer_device, fit_twins=state is None)
+                               device=device, opener=opener or open_layer_device,
+                               fit_twins=state is None)
         before = 0.0
         if state is not None:
             runs.restore_train(trainer, state)

@@ -16,25 +16,25 @@ def test_every_registered_device_opens_at_a_layer_size(name):
 
 
 def test_spec_validation():
-    with pytest.raises(ValueError, match="unknown trainer 'sgd'"):
+    with pytest.raises(ValueError, match="trainer must be one of phyll, backprop, pat, got 'sgd'"):
         TrainSpec(trainer="sgd")
-    with pytest.raises(ValueError, match="unknown twin"):
+    with pytest.raises(ValueError, match="twin must be one of surrogate, simulator"):
         TrainSpec(twin="oracle")
     with pytest.raises(ValueError, match="epochs must be >= 1"):
         TrainSpec(epochs=0)
-    with pytest.raises(ValueError, match="unknown activation 'tanh'"):
+    with pytest.raises(ValueError, match="activation must be one of relu, abs, got 'tanh'"):
         TrainSpec(activation="tanh")
 
 
 def test_spec_activations_are_the_layers_own():
     from phys import layers
-    from phys.experiment import ACTIVATIONS, _open_devices
+    from phys.experiment import ACTIVATIONS, _open_devices, prepare
 
     assert set(ACTIVATIONS) == set(layers._ACTIVATIONS)
     spec = TrainSpec(layers=2, hidden=6, measurements=4, activation="abs",
                      device_options={"n_scatterers": 8})
     opened = []
-    built = _open_devices(spec, 9, opened)
+    built = _open_devices(spec, prepare(spec), 9, opened)
     try:
         assert [layer.activation for layer in built] == ["abs", "abs"]
         x = torch.randn(5, 9)

@@ -165,9 +165,9 @@ def test_resume_refuses_another_configuration_and_shows_the_difference(tmp_path,
         assert main(["train", *argv, "--no-progress"]) == 2
         assert message in capsys.readouterr().err
     for argv, message in [
-        (["train", "--checkpoint-every", "-1"], "checkpoint_every must be an int >= 0"),
-        (["train", "--device-wait", "-3"], "device_wait must be a number of seconds >= 0"),
-        (["swap", "--checkpoint-every", "-1"], "checkpoint_every must be an int >= 0"),
+        (["train", "--checkpoint-every", "-1"], "--checkpoint-every must be >= 0"),
+        (["train", "--device-wait", "-3"], "--device-wait must be >= 0.0"),
+        (["swap", "--checkpoint-every", "-1"], "--checkpoint-every must be >= 0"),
     ]:
         assert main([*argv, "--no-progress", "--out", str(tmp_path / "bad")]) == 2
         assert message in capsys.readouterr().err

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from phys import sweep as sweep_module
 from phys.cli import main
 from phys.experiment import TrainSpec, run
 from phys.sweep import load_sweep, parse_sweep, run_sweep
+from phys.sweep import runner as sweep_runner
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = """
@@ -82,7 +82,7 @@ def test_four_points_make_a_table_and_a_rerun_does_no_work(tmp_path, ray_session
     def no_ray(*args, **kwargs):
         raise AssertionError("a rerun of a finished sweep started Ray")
 
-    monkeypatch.setattr(sweep_module, "_init_ray", no_ray)
+    monkeypatch.setattr(sweep_runner, "_init_ray", no_ray)
     again = run_sweep(load_sweep(path, out=out))
     assert (again.ran, again.skipped) == (0, 4)
     assert again.table == outcome.table
@@ -134,11 +134,13 @@ device_options = {{ latency = 0.5 }}
 [grid]
 seed = [0, 1]
 """)
-        outcome = run_sweep(load_sweep(path, out=tmp_path / "out"))
+        said: list[str] = []
+        outcome = run_sweep(load_sweep(path, out=tmp_path / "out"), log=said.append)
         connections = lab._next_link
         measured = lab.responder.stats.measured_samples
     assert (outcome.ran, outcome.failed) == (2, 0), outcome.errors
     assert connections == 1  # opened once, by the actor, for both points
+    assert f"device {lab.port}: exclusive, held by one Ray actor" in said[0]
     used = [json.loads((tmp_path / "out" / r["dir"] / "results.json").read_text())
             for r in outcome.rows]
     assert all(u["device_info"][0]["extra"]["port"] == lab.port for u in used)
@@ -148,24 +150,54 @@ seed = [0, 1]
     assert outcome.devices[lab.port]["calls"] == queries
 
 
+def test_a_simulator_is_not_held_each_point_opens_its_own(tmp_path, ray_session):
+    """Routing follows DeviceInfo.exclusive, not the spelling of the address; each point
+    of a simulator may give it options of its own."""
+    path = write(tmp_path, TINY + "[grid]\ndevice_options = [{ noise = 0.0 }, "
+                                  "{ noise = 0.05 }]\n")
+    said: list[str] = []
+    outcome = run_sweep(load_sweep(path, out=tmp_path / "out"), log=said.append)
+    assert (outcome.ran, outcome.failed) == (2, 0), outcome.errors
+    assert said[0] == "device cavity: not exclusive, each point opens its own"
+    assert outcome.devices == {}
+    used = [json.loads((tmp_path / "out" / r["dir"] / "results.json").read_text())
+            for r in outcome.rows]
+    assert [u["config"]["device_options"]["noise"] for u in used] == [0.0, 0.05]
+    assert all(u["device_info"][0]["exclusive"] is False for u in used)
+
+
 @pytest.mark.parametrize(("text", "message"), [
     ("[sweeep]\ncommand = 'train'\n", "unknown key 'sweeep' (line 1)"),
     ("[options]\nepochs = 2\nlayerz = 3\n", "[options] layerz (line 3): unknown option for "
                                             "phys train"),
-    ("[options]\nepochs = 'two'\n", "[options] epochs (line 2): must be an integer, got 'two'"),
-    ("[options]\nlr = true\n", "[options] lr (line 2): must be a number, got True"),
-    ("[options]\ndevice_options = 3\n", "[options] device_options (line 2): must be a table"),
+    ("[options]\nepochs = 'two'\n", "[options] epochs (line 2): epochs must be an int, "
+                                   "got 'two'"),
+    ("[options]\nlr = true\n", "[options] lr (line 2): lr must be a number, got True"),
+    ("[options]\nlayers = 2.7\n", "[options] layers (line 2): layers must be an int, got 2.7"),
+    ("[options]\ncount_flops = 1\n", "[options] count_flops (line 2): count_flops must be "
+                                     "true or false, got 1"),
+    ("[options]\nbatch-size = 0\n", "[options] batch-size (line 2): batch_size must be >= 1"),
+    ("[options]\ndevice_options = 3\n", "[options] device_options (line 2): device_options "
+                                        "must be a table"),
     ("\n[grid]\nseed = 3\n", "[grid] seed (line 3): must be a non-empty list of values"),
-    ("[grid]\nlr = [0.1, 'fast']\n", "[grid] lr (line 2): every value must be a number, "
+    ("[grid]\nlr = [0.1, 'fast']\n", "[grid] lr (line 2): every value: lr must be a number, "
                                      "got 'fast'"),
-    ("[grid]\n'hidden' = [1.5]\n", "[grid] hidden (line 2): every value must be an integer"),
-    ("[sweep]\ncommand = 'fly'\n", "[sweep] command (line 2): must be one of train, swap"),
+    ("[grid]\n'hidden' = [1.5]\n", "[grid] hidden (line 2): every value: hidden must be an "
+                                   "int"),
+    ("[sweep]\ncommand = 'fly'\n", "[sweep] command (line 2): command must be one of train, "
+                                   "swap"),
     ("[sweep]\nworkers = 3\n", "[sweep] workers (line 2): unknown key"),
-    ("[sweep]\ncpus_per_point = 0\n", "[sweep] cpus_per_point (line 2): must be > 0"),
+    ("[sweep]\ncpus_per_point = 0\n", "[sweep] cpus_per_point (line 2): cpus_per_point must "
+                                      "be > 0"),
+    ("[sweep]\nthreads = 1.5\n", "[sweep] threads (line 2): threads must be an int or None"),
+    ("[sweep]\ncheckpoint_every = -1\n", "[sweep] checkpoint_every (line 2): "
+                                         "checkpoint_every must be >= 0"),
     ("[options]\nseed = 1\n[grid]\nseed = [1, 2]\n", "[grid] seed (line 4): is also set in "
                                                      "[options]"),
-    ("[grid]\ntrainer = ['phyll', 'sgd']\n", "point trainer=sgd (line 2): unknown trainer "
-                                             "'sgd'"),
+    ("[grid]\ntrainer = ['phyll', 'sgd']\n", "[grid] trainer (line 2): every value: trainer "
+                                             "must be one of phyll, backprop, pat, got 'sgd'"),
+    ("[grid]\nlayers = [1]\ntwin_samples = [0]\n", "[grid] twin_samples (line 3): every "
+                                                    "value: twin_samples must be >= 1"),
     ("[sweep]\ncommand = 'swap'\n[grid]\nlevel = [0, 3]\n", "point level=3 (line 4): swap "
                                                             "study: levels must be among"),
     ("[sweep]\ncommand = 'swap'\n[options]\nhidden = 3\n", "[options] hidden (line 4): unknown "
