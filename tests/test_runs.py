@@ -20,6 +20,7 @@ import torch
 from phys.cli import main
 from phys.experiment import TrainSpec, run
 from phys.runs import CheckpointError, CheckpointWarning, RunDir, config_diff
+from phys.train.callbacks import Callback
 
 ROOT = Path(__file__).resolve().parents[1]
 PHYS = [sys.executable, "-m", "phys.cli"]
@@ -191,7 +192,8 @@ def test_an_unfinished_run_is_not_started_over_by_accident(tmp_path, capsys, one
 
 
 def test_swap_study_resumes_after_an_interruption(tmp_path, one_thread):
-    from phys.quantum.study import SwapConfig, run_study
+    from phys.quantum.study import SwapConfig
+    from phys.runs.swap import run_study
 
     config = SwapConfig(data="digits", levels=(0, 1), seeds=1, epochs=2, subset=60,
                         test_subset=40, batch_size=20, reps=2)
@@ -200,28 +202,27 @@ def test_swap_study_resumes_after_an_interruption(tmp_path, one_thread):
     class Interrupted(Exception):
         pass
 
-    steps = []
+    class StopAfterSeven(Callback):
+        steps = 0
 
-    def stop_after_four(info):
-        steps.append(info)
-        if len(steps) == 4:  # level 0 done (3 steps per epoch), level 1 within its first epoch
-            raise Interrupted
+        def on_batch_end(self, trainer, batch):
+            self.steps += 1
+            if self.steps == 7:  # level 0 done (3 steps an epoch), level 1 at its first step
+                raise Interrupted
 
-    import phys.quantum.study as study
-
-    original = study.train_level
-    study.train_level = lambda *a, **k: original(*a[:4], stop_after_four, **k)
-    try:
-        with pytest.raises(Interrupted):
-            run_study(config, tmp_path / "cut", checkpoint_every=1)
-    finally:
-        study.train_level = original
+    with pytest.raises(Interrupted):
+        run_study(config, tmp_path / "cut", checkpoint_every=1, callbacks=[StopAfterSeven()])
+    assert RunDir(tmp_path / "cut" / "runs" / "level0-seed0").finished()
+    assert RunDir(tmp_path / "cut" / "runs" / "level1-seed0").load()[0]["progress"]["batches"] == 1
     with pytest.raises(ValueError, match="unfinished run; continue it with `phys swap --resume"):
         run_study(config, tmp_path / "cut")
     resumed, _ = run_study(config, tmp_path / "cut", resume=True, checkpoint_every=1)
     for a, b in zip(rows, resumed, strict=True):
         for key in ("test_accuracy", "train_accuracy", "train_loss"):
             assert a[key] == b[key], key
+    whole, cut = (torch.load(d / "runs" / "level1-seed0" / "checkpoint.pt", weights_only=True)
+                  for d in (tmp_path / "whole", tmp_path / "cut"))
+    assert all(torch.equal(whole["model"][k], cut["model"][k]) for k in whole["model"])
 
 
 def test_swap_resume_refuses_another_configuration(tmp_path, capsys, one_thread):

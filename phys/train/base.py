@@ -92,6 +92,8 @@ class Trainer(ABC):
             "lab_seconds": 0.0, "joules": 0.0}
         #: Batches in an epoch of the data being fitted (``None``: not known).
         self.batches_per_epoch: int | None = None
+        #: The loss of the latest training step (``None`` before the first).
+        self.last_loss: float | None = None
         self._callbacks = CallbackList()  # those of the running fit
         self._progress: dict[str, Any] | None = None  # within an epoch: order, batches done
 
@@ -141,6 +143,11 @@ class Trainer(ABC):
         usage["eval_device_queries"] = self._eval_usage["device_queries"]
         usage["eval_device_samples"] = self._eval_usage["device_samples"]
         return usage
+
+    @property
+    def batches_done(self) -> int:
+        """Batches done in the current epoch (0 between epochs)."""
+        return 0 if self._progress is None else int(self._progress["batches"])
 
     # -- training ---------------------------------------------------------------------
     def _set_learning_rate(self) -> None:
@@ -279,7 +286,8 @@ class Trainer(ABC):
         progress["correct"] = int(progress["correct"]) + int(correct)
         progress["samples"] = int(progress["samples"]) + int(x.shape[0])
         progress["seconds"] = time.perf_counter() - t0
-        return float(loss)
+        self.last_loss = float(loss)
+        return self.last_loss
 
     def _epoch_row(self, train: batches.TensorBatches | batches.IterableBatches,
                    test: batches.TensorBatches | batches.IterableBatches | None,
