@@ -199,12 +199,11 @@ class Trainer(ABC):
 
         Tensors are shuffled each epoch by ``torch.randperm`` from the trainer's
         generator; an iterable orders its batches itself (with
-        :class:`~phys.train.batches.EpochShuffle` a ``DataLoader`` gives the tensors'
+        :class:`~phys.train.batches.EpochShuffle`, a ``DataLoader`` gives the tensors'
         batches). A state taken within an epoch (:meth:`state_dict`) resumes after the
-        batches done: tensors continue in the saved order; an iterable is iterated again
-        and its first batches, as many as were done, are drawn and skipped, so the resumed
-        epoch continues exactly when the iterable gives the same batches again (no
-        shuffling, or a sampler whose generator state is restored with the trainer's).
+        batches done: tensors in the saved order; an iterable is iterated again and as
+        many batches as were done are drawn and skipped (exact when it gives the same
+        batches again: no shuffling, or a sampler generator restored by the caller).
 
         Raises:
             ValueError: bad data (checked before any step: tensors whole, an iterable's
