@@ -53,7 +53,8 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(args.threads)
-    from phys.experiment import TrainSpec, run
+    from phys.experiment import TrainSpec
+    from phys.runs import train as train_run
 
     print(machine())
     for name in args.tasks:
@@ -61,7 +62,7 @@ def main() -> None:
         settings = {**settings, **overrides}
         spec = TrainSpec(device=args.device, **settings)
         t0 = time.perf_counter()
-        results = run(spec, progress=args.progress)
+        results = train_run(spec, progress=args.progress)
         print(f"{name}: test accuracy {results['test_accuracy']:.4f} "
               f"(train {results['train_accuracy']:.4f}), {results['epochs']} epochs, "
               f"{time.perf_counter() - t0:.0f} s, device samples {results['device_samples']:,}; "

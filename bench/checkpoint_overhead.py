@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> None:
     use_shared_data()
     import torch
 
-    from phys.experiment import TrainSpec, run
+    from phys.experiment import TrainSpec
+    from phys.runs import train as run
 
     if args.threads:
         torch.set_num_threads(args.threads)

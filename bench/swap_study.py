@@ -50,7 +50,8 @@ def main() -> None:
     use_shared_data()
     import torch
 
-    from phys.quantum.study import PAPER, SwapConfig, run_study, summarize
+    from phys.quantum.study import PAPER, SwapConfig, summarize
+    from phys.runs.swap import run_study
 
     torch.set_num_threads(args.threads)
     gain = args.gain if args.gain == "uniform" else float(args.gain)

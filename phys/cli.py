@@ -318,8 +318,8 @@ def _resumed(resume: str, out: str | None, kind: str, cls: type,
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from phys.experiment import RunOptions, TrainSpec, run
-    from phys.runs import DeviceLost
+    from phys.experiment import RunOptions, TrainSpec
+    from phys.runs import DeviceLost, train
 
     typed = given(args, TrainSpec)
     if args.resume is not None:
@@ -327,8 +327,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     else:
         spec, out = TrainSpec(**typed), args.out or "runs/train"
     try:
-        results = run(spec, out=out, resume=args.resume is not None,
-                      **vars(RunOptions(**given(args, RunOptions))))
+        results = train(spec, out=out, resume=args.resume is not None,
+                        **vars(RunOptions(**given(args, RunOptions))))
     except DeviceLost as err:
         print(f"phys: {err}", file=sys.stderr)
         return 3
@@ -419,7 +419,8 @@ def _torch_device(name: str) -> Any:
 
 def _cmd_swap(args: argparse.Namespace) -> int:
     from phys.experiment import RunOptions
-    from phys.quantum.study import CSV, EPOCHS_CSV, PLOT, SwapConfig, run_study
+    from phys.quantum.study import SwapConfig
+    from phys.runs.swap import CSV, EPOCHS_CSV, PLOT, run_study
 
     typed = given(args, SwapConfig)
     if "gain" in typed:

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from phys import atomic
-from phys.experiment import TrainSpec, run
+from phys.experiment import TrainSpec
+from phys.runs import train as train_run
 
 __all__ = ["compare", "markdown_table"]
 
@@ -67,8 +68,8 @@ def compare(spec: TrainSpec, trainers: Sequence[str], out: str | Path, *,
     results, histories = [], {}
     for name in trainers:
         collected: list[dict[str, Any]] = []
-        result = run(replace(spec, trainer=name, count_flops=True), out=out / name,
-                     progress=progress, on_epoch=collected.append, overwrite=True)
+        result = train_run(replace(spec, trainer=name, count_flops=True), out=out / name,
+                           progress=progress, on_epoch=collected.append, overwrite=True)
         results.append(result)
         histories[name] = collected
     table = markdown_table(results)

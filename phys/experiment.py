@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
-import time
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 from phys.device import Device
@@ -27,7 +24,7 @@ from phys.train.phyll import PhyLLConfig
 
 __all__ = ["TRAINERS", "TWINS", "DataOptions", "DeviceOptions", "NetworkOptions", "RunOptions",
            "TrainSpec", "TrainerOptions", "TwinOptions", "borrowed", "build",
-           "open_layer_device", "prepare", "run"]
+           "open_layer_device", "prepare"]
 
 TRAINERS = ("phyll", "backprop", "pat")
 TWINS = ("surrogate", "simulator")
@@ -305,115 +302,3 @@ def build(spec: TrainSpec, n_features: int, n_classes: int, opened: list[Device]
 
     twins, notes = _twins(spec, device, layers, opened, fit_twins)
     return PATTrainer(network, twins, TrainConfig(**common)), {"twins": notes}
-
-
-def run(spec: TrainSpec, *, out: str | Path | None = None, progress: bool = False,
-        on_epoch: Callable[[dict[str, float]], None] | None = None, resume: bool = False,
-        overwrite: bool = False, checkpoint_every: int | None = 200,
-        device_wait: float = 300.0, opener: Opener | None = None,
-        resume_hint: str | None = None) -> dict[str, Any]:
-    """Train as ``spec`` says; with ``out``, keep the run's files there (see
-    :mod:`phys.runs`): config, a checkpoint after every epoch and every
-    ``checkpoint_every`` batches, metrics, and at the end results, curve and checkpoint.
-
-    Args:
-        spec: What to train.
-        out: Run directory.
-        progress: Show progress bars.
-        on_epoch: Called with each epoch's metrics.
-        resume: Continue the run in ``out`` from its latest readable checkpoint; ``spec``
-            must be the run's own (the error lists any difference).
-        overwrite: Start again in an ``out`` that holds an unfinished run.
-        checkpoint_every: Batches between checkpoints within an epoch (0: epoch ends only).
-        device_wait: Seconds to wait for a lab device that stops answering to come back
-            (the run is saved first); then :class:`phys.runs.DeviceLost` is raised.
-        opener: Opens each layer's device (default :func:`open_layer_device`).
-        resume_hint: The command that continues this run, for messages.
-
-    Returns:
-        The results dict written to ``results.json``.
-
-    Raises:
-        ValueError: unknown dataset, device or trainer, bad options, a trainer that
-            needs gradients the device cannot give, or a run directory that does not fit
-            (``--resume`` of another configuration, an unfinished run without ``resume``
-            or ``overwrite``) - before any query.
-        phys.runs.DeviceLost: a device stopped answering for longer than ``device_wait``.
-    """
-    from phys import data, runs
-    from phys.report import write_run
-
-    if checkpoint_every is not None and (not isinstance(checkpoint_every, int)
-                                         or isinstance(checkpoint_every, bool)
-                                         or checkpoint_every < 0):
-        raise ValueError(f"checkpoint_every must be an int >= 0 batches, got "
-                         f"{checkpoint_every!r}")
-    if not (isinstance(device_wait, (int, float)) and 0 <= device_wait < math.inf):
-        raise ValueError(f"device_wait must be a number of seconds >= 0, got {device_wait!r}")
-    config = runs.jsonable(vars(spec))
-    run_dir = None if out is None else runs.RunDir(out)
-    if run_dir is None and resume:
-        raise ValueError("resume needs the run directory (out)")
-    if run_dir is not None:
-        run_dir.check("train", config, resume=resume, overwrite=overwrite)
-    device = prepare(spec)  # parsed once, every option checked, before loading data
-    dataset = data.load(spec.data, **spec.data_options)
-    state = run_dir.load()[0] if resume and run_dir is not None else None
-    if state is not None and state.get("kind") != "train":
-        raise runs.CheckpointError(f"{run_dir.path}: the checkpoint is not a phys train run's")
-    hint = resume_hint or f"phys train --resume {out}"
-    opened: list[Device] = []
-    try:
-        trainer, extra = build(spec, dataset.n_features, dataset.n_classes, opened,
-                               device=device, opener=opener or open_layer_device,
-                               fit_twins=state is None)
-        before = 0.0
-        if state is not None:
-            runs.restore_train(trainer, state)
-            extra, before = dict(state["extra"]), float(state["seconds"])
-        keeper = None
-        t0 = time.perf_counter()
-        if run_dir is not None:
-            run_dir.start("train", config, fresh=state is None)
-            batches = math.ceil(dataset.x_train.shape[0] / spec.batch_size)
-            keeper = runs.Keeper(run_dir, lambda: runs.train_state(
-                trainer, config, extra, before + time.perf_counter() - t0),
-                every=checkpoint_every, batches=batches)
-        trainer.guard = runs.device_guard(trainer, keeper, wait=device_wait, resume_hint=hint)
-
-        def epoch_done(row: dict[str, float]) -> None:
-            if keeper is not None:
-                keeper.save(texts=run_dir.metrics(trainer.history))
-            if on_epoch is not None:
-                on_epoch(row)
-
-        try:
-            history = trainer.fit(dataset.x_train, dataset.y_train, dataset.x_test,
-                                  dataset.y_test, progress=progress, on_epoch=epoch_done,
-                                  on_batch=None if keeper is None else keeper.on_batch)
-        finally:
-            if keeper is not None:
-                keeper.flush()
-        seconds = before + time.perf_counter() - t0
-        results = {
-            "trainer": spec.trainer,
-            "test_accuracy": history[-1]["test_accuracy"],
-            "train_accuracy": history[-1]["train_accuracy"],
-            "epochs": trainer.epoch,
-            "seconds": seconds,
-            **trainer.device_usage(),
-            **extra,
-            "device_info": [layer.device.info.as_dict() for layer in trainer.network.layers],
-            "config": dict(vars(spec)),
-        }
-        if keeper is not None:
-            results["checkpoints"] = {"saved": keeper.saves, "seconds": keeper.seconds,
-                                      "write_seconds": keeper.write_seconds,
-                                      "resumed_from_epoch": None if state is None
-                                      else int(state["epoch"])}
-            title = f"{spec.trainer} on {spec.device} / {spec.data}"
-            write_run(out, results, history, None, title=title)
-        return results
-    finally:
-        for dev in opened:
-            dev.close()

@@ -1,16 +1,19 @@
-"""Write a training run's results: results.json, metrics.csv, curve.png, checkpoint.pt."""
+"""Write a training run's results: results.json, metrics.csv, curve.png, checkpoint.pt;
+and the plot of a swap study."""
 
 from __future__ import annotations
 
 import csv
 import io
+import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from phys import atomic
 
-__all__ = ["write_run", "RESULTS", "METRICS", "CURVE", "CHECKPOINT"]
+__all__ = ["CHECKPOINT", "CURVE", "METRICS", "RESULTS", "metrics_csv", "plot_curve",
+           "plot_swap", "write_run"]
 
 RESULTS, METRICS, CURVE, CHECKPOINT = "results.json", "metrics.csv", "curve.png", "checkpoint.pt"
 
@@ -49,6 +52,47 @@ def plot_curve(history: Sequence[Mapping[str, Any]], path: Path, title: str) -> 
     ax_loss.plot(epochs, [row["loss"] for row in history], marker="o", ms=3, color="C3")
     ax_loss.set(xlabel="epoch", ylabel="summed layer loss", title="loss")
     ax_loss.grid(alpha=0.3)
+    fig.suptitle(title)
+    atomic.write_figure(fig, path)
+
+
+def plot_swap(summary: Sequence[Mapping[str, Any]], epochs: Sequence[Mapping[str, Any]],
+              path: Path, title: str, paper: Sequence[float] | None = None) -> None:
+    """A swap study's test accuracy per level (mean and standard deviation over seeds,
+    next to the paper's per level when given) and its training loss per epoch (mean over
+    seeds), saved atomically as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(9, 3.5), constrained_layout=True)
+    levels = [s["level"] for s in summary]
+    ax_acc.errorbar(levels, [s["test_accuracy_mean"] for s in summary],
+                    yerr=[s["test_accuracy_std"] for s in summary], marker="o", capsize=4,
+                    label="this run")
+    if paper is not None:
+        ax_acc.plot(levels, [paper[lv] for lv in levels], "s--", color="C2",
+                    label="paper's code (50 epochs)")
+    ax_acc.set(xlabel="replacement level", ylabel="test accuracy (%)", xticks=levels,
+               title="test accuracy per level")
+    low, high = ax_acc.get_ylim()
+    if high - low < 2:  # show at least 2 points, so that results a hair apart look close
+        middle = (low + high) / 2
+        ax_acc.set_ylim(middle - 1, middle + 1)
+    ax_acc.grid(alpha=0.3)
+    ax_acc.legend()
+    for i, level in enumerate(levels):
+        rows = [e for e in epochs if e["level"] == level]
+        xs = sorted({e["epoch"] for e in rows})
+        mean = [statistics.fmean(e["train_loss"] for e in rows if e["epoch"] == x) for x in xs]
+        ax_loss.plot(xs, mean, marker="o", ms=3, color=f"C{i}", label=f"level {level}")
+    from matplotlib.ticker import MaxNLocator
+
+    ax_loss.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax_loss.set(xlabel="epoch", ylabel="train loss (mean over seeds)", title="training loss")
+    ax_loss.grid(alpha=0.3)
+    ax_loss.legend()
     fig.suptitle(title)
     atomic.write_figure(fig, path)
 

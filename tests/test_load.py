@@ -10,7 +10,8 @@ import torch
 
 import phys
 from phys.data import load
-from phys.experiment import TrainSpec, run
+from phys.experiment import TrainSpec
+from phys.runs import train as train_run
 
 SPEC = dict(data="digits", layers=1, hidden=32, measurements=8, epochs=1,
             device_options={"n_scatterers": 8})
@@ -20,7 +21,7 @@ SPEC = dict(data="digits", layers=1, hidden=32, measurements=8, epochs=1,
 def finished(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("run")
-    results = run(TrainSpec(**SPEC), out=out)
+    results = train_run(TrainSpec(**SPEC), out=out)
     return out, results
 
 

@@ -18,8 +18,10 @@ import pytest
 import torch
 
 from phys.cli import main
-from phys.experiment import TrainSpec, run
+from phys.experiment import TrainSpec
 from phys.runs import CheckpointError, CheckpointWarning, RunDir, config_diff
+from phys.runs import train as train_run
+from phys.train.callbacks import Callback
 
 ROOT = Path(__file__).resolve().parents[1]
 PHYS = [sys.executable, "-m", "phys.cli"]
@@ -53,7 +55,7 @@ def assert_same_run(a: Path, b: Path) -> None:
 def test_sigkill_at_random_points_then_resume_gives_the_uninterrupted_result(tmp_path,
                                                                              one_thread):
     reference = tmp_path / "reference"
-    run(TrainSpec(**CONFIG), out=reference, checkpoint_every=4)
+    train_run(TrainSpec(**CONFIG), out=reference, checkpoint_every=4)
     out = tmp_path / "killed"
     latest = out / "checkpoint.pt"
     rng = random.Random(2024)
@@ -98,7 +100,7 @@ def test_sigkill_at_random_points_then_resume_gives_the_uninterrupted_result(tmp
 
 def test_damaged_checkpoint_falls_back_to_the_previous_one(tmp_path, one_thread):
     reference = tmp_path / "reference"
-    first = run(TrainSpec(**CONFIG), out=reference, checkpoint_every=0)
+    first = train_run(TrainSpec(**CONFIG), out=reference, checkpoint_every=0)
     run_dir = RunDir(reference)
     assert torch.load(run_dir.previous, weights_only=True)["epoch"] == 2
     # the last checkpoint cut short, as by a full disk; the results not yet written
@@ -107,7 +109,7 @@ def test_damaged_checkpoint_falls_back_to_the_previous_one(tmp_path, one_thread)
     run_dir.results.unlink()
     with pytest.warns(CheckpointWarning, match=r"checkpoint\.pt is damaged or truncated.*"
                                                r"resuming from checkpoint\.prev\.pt \(epoch 2\)"):
-        again = run(TrainSpec(**CONFIG), out=reference, resume=True, checkpoint_every=0)
+        again = train_run(TrainSpec(**CONFIG), out=reference, resume=True, checkpoint_every=0)
     assert again["test_accuracy"] == first["test_accuracy"]
     assert again["device_samples"] == first["device_samples"]
     assert again["checkpoints"]["resumed_from_epoch"] == 2
@@ -147,7 +149,7 @@ def test_resume_refuses_another_configuration_and_shows_the_difference(tmp_path,
                                                                         one_thread):
     out = tmp_path / "run"
     small = {**CONFIG, "epochs": 1}
-    run(TrainSpec(**small), out=out)
+    train_run(TrainSpec(**small), out=out)
     status = main(["train", "--resume", str(out), "--epochs", "2", "--lr", "0.5",
                    "--no-progress"])
     err = capsys.readouterr().err
@@ -179,7 +181,7 @@ def test_resume_refuses_another_configuration_and_shows_the_difference(tmp_path,
 def test_an_unfinished_run_is_not_started_over_by_accident(tmp_path, capsys, one_thread):
     out = tmp_path / "run"
     small = {**CONFIG, "epochs": 1}
-    run(TrainSpec(**small), out=out)
+    train_run(TrainSpec(**small), out=out)
     (out / "results.json").unlink()  # as if killed after its last checkpoint
     args = ["train", *[a for a in ARGS if not a.startswith("--epochs")], "--epochs", "1",
             "--no-progress", "--out", str(out)]
@@ -191,7 +193,8 @@ def test_an_unfinished_run_is_not_started_over_by_accident(tmp_path, capsys, one
 
 
 def test_swap_study_resumes_after_an_interruption(tmp_path, one_thread):
-    from phys.quantum.study import SwapConfig, run_study
+    from phys.quantum.study import SwapConfig
+    from phys.runs.swap import run_study
 
     config = SwapConfig(data="digits", levels=(0, 1), seeds=1, epochs=2, subset=60,
                         test_subset=40, batch_size=20, reps=2)
@@ -200,28 +203,27 @@ def test_swap_study_resumes_after_an_interruption(tmp_path, one_thread):
     class Interrupted(Exception):
         pass
 
-    steps = []
+    class StopAfterSeven(Callback):
+        steps = 0
 
-    def stop_after_four(info):
-        steps.append(info)
-        if len(steps) == 4:  # level 0 done (3 steps per epoch), level 1 within its first epoch
-            raise Interrupted
+        def on_batch_end(self, trainer, batch):
+            self.steps += 1
+            if self.steps == 7:  # level 0 done (3 steps an epoch), level 1 at its first step
+                raise Interrupted
 
-    import phys.quantum.study as study
-
-    original = study.train_level
-    study.train_level = lambda *a, **k: original(*a[:4], stop_after_four, **k)
-    try:
-        with pytest.raises(Interrupted):
-            run_study(config, tmp_path / "cut", checkpoint_every=1)
-    finally:
-        study.train_level = original
+    with pytest.raises(Interrupted):
+        run_study(config, tmp_path / "cut", checkpoint_every=1, callbacks=[StopAfterSeven()])
+    assert RunDir(tmp_path / "cut" / "runs" / "level0-seed0").finished()
+    assert RunDir(tmp_path / "cut" / "runs" / "level1-seed0").load()[0]["progress"]["batches"] == 1
     with pytest.raises(ValueError, match="unfinished run; continue it with `phys swap --resume"):
         run_study(config, tmp_path / "cut")
     resumed, _ = run_study(config, tmp_path / "cut", resume=True, checkpoint_every=1)
     for a, b in zip(rows, resumed, strict=True):
         for key in ("test_accuracy", "train_accuracy", "train_loss"):
             assert a[key] == b[key], key
+    whole, cut = (torch.load(d / "runs" / "level1-seed0" / "checkpoint.pt", weights_only=True)
+                  for d in (tmp_path / "whole", tmp_path / "cut"))
+    assert all(torch.equal(whole["model"][k], cut["model"][k]) for k in whole["model"])
 
 
 def test_swap_resume_refuses_another_configuration(tmp_path, capsys, one_thread):

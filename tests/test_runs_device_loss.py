@@ -20,7 +20,8 @@ import torch
 
 from phys.devices.emulator import Emulator
 from phys.devices.serial import SerialDevice, SerialDeviceError
-from phys.experiment import TrainSpec, run
+from phys.experiment import TrainSpec
+from phys.runs import train as train_run
 
 ROOT = Path(__file__).resolve().parents[1]
 PHYS = [sys.executable, "-m", "phys.cli"]
@@ -116,7 +117,7 @@ def test_device_loss_waits_then_gives_up_naming_resume_and_the_resume_finishes(
     results = json.loads((out / "results.json").read_text())
     assert results["epochs"] == 2 and results["checkpoints"]["resumed_from_epoch"] in (0, 1)
 
-    direct = run(TrainSpec(device="cavity", device_options=PHYSICS, **CONFIG))
+    direct = train_run(TrainSpec(device="cavity", device_options=PHYSICS, **CONFIG))
     # the same physics through the wire: the same training (a step cut short by the loss
     # is taken again from where it started, so only its repeated queries add samples)
     assert abs(results["test_accuracy"] - direct["test_accuracy"]) <= 0.02

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from phys.cli import main
-from phys.experiment import TrainSpec, run
+from phys.experiment import TrainSpec
+from phys.runs import train as train_run
 from phys.sweep import load_sweep, parse_sweep, run_sweep
 from phys.sweep import runner as sweep_runner
 
@@ -68,7 +69,7 @@ def test_four_points_make_a_table_and_a_rerun_does_no_work(tmp_path, ray_session
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        direct = run(TrainSpec(**first.config))
+        direct = train_run(TrainSpec(**first.config))
     finally:
         torch.set_num_threads(threads)
     ran = json.loads((point_dir / "results.json").read_text())

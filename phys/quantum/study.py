@@ -1,39 +1,41 @@
 """The swap study: train :class:`~phys.quantum.swap.HybridNet` at each replacement level.
 
-What ``phys swap`` runs. Images are 32x32 as in "Let the Quantum Creep In": MNIST and
+The study's configuration, its images, the trainer of one level and seed, and its
+tables; :func:`phys.runs.swap.run_study` runs it (what ``phys swap`` runs) in run
+directories. Images are 32x32 as in "Let the Quantum Creep In": MNIST and
 Fashion-MNIST (28x28) are padded by 2 pixels; scikit-learn's 8x8 digits are first
 resized to 28x28 (bilinear), then padded the same way. Pixels in ``[0, 1]`` are
 normalised with mean 0.5 and standard deviation 0.5 (padding becomes -1). Training is
-Adam with cross-entropy on the logits, as in the paper's code (lr 5e-4, batch 200).
+Adam with cross-entropy on the logits, as in the paper's code (lr 5e-4, batch 200), with
+:class:`~phys.train.supervised.SupervisedTrainer`.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch.nn import functional as F  # noqa: N812 - torch's convention
 
-from phys import atomic
 from phys.quantum.swap import HybridNet
+from phys.train.base import TrainConfig
+from phys.train.supervised import SupervisedTrainer, drawing_from
 
-__all__ = ["DATASETS", "PAPER", "SwapConfig", "format_table", "load_images", "run_study",
-           "summarize"]
+__all__ = ["DATASETS", "PAPER", "SWAPPED", "SwapConfig", "build_level", "epoch_rows",
+           "format_table", "load_images", "result_row", "summarize", "train_config"]
 
 DATASETS = ("mnist", "fashion_mnist", "digits")
 #: Last-epoch test accuracy (%) of the paper's code at levels 0 / 1 / 2 (50 epochs, 5 seeds).
 PAPER = {"mnist": (92.30, 92.34, 96.92), "fashion_mnist": (83.62, 83.41, 86.57)}
 SWAPPED = {0: "none", 1: "conv1, conv2", 2: "conv1, conv2, fc"}
-CSV, EPOCHS_CSV, PLOT = "swap.csv", "swap_epochs.csv", "swap.png"
+N_CLASSES, IMAGE_SHAPE = 10, (1, 32, 32)
+TEST_BATCH = 500  # images per batch of evaluation
 
-
+#: Kept here for callers of their earlier home; they live in :mod:`phys.runs.swap`.
 @dataclass
 class SwapConfig:
     """Options of a swap study.
@@ -137,106 +139,63 @@ def load_images(name: str, *, subset: int | None = None, test_subset: int | None
     return _to_32(x_tr.float()), y_tr, _to_32(x_te.float()), y_te
 
 
-def _accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
-              batch: int = 500) -> float:
-    correct = 0
-    with torch.no_grad():
-        for start in range(0, len(x), batch):
-            logits = model(x[start:start + batch])
-            correct += int((logits.argmax(1) == y[start:start + batch]).sum())
-    return correct / len(x)
+def train_config(config: SwapConfig, seed: int) -> TrainConfig:
+    """The training options of one run: Adam with ``config.lr``, ``config.batch_size``,
+    batches ordered by ``seed``, and the running training accuracy (no second pass)."""
+    return TrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
+                       seed=seed, train_accuracy="running")
 
 
-def _swap_state(model: torch.nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator,
-                epoch: int, progress: dict[str, Any] | None,
-                history: list[dict[str, Any]]) -> dict[str, Any]:
-    from phys.runs import FORMAT, VERSION, rng_state
+def build_level(level: int, seed: int, config: SwapConfig,
+                device: str | torch.device = "cpu") -> SupervisedTrainer:
+    """The trainer of one run: a :class:`HybridNet` at ``level`` initialised from a
+    generator seeded ``seed`` (torch's global random state is left as it was), on the
+    torch ``device``.
 
-    return {"format": FORMAT, "version": VERSION, "kind": "swap", "model": model.state_dict(),
-            "optimizer": opt.state_dict(), "generator": gen.get_state(), "epoch": epoch,
-            "progress": progress, "history": list(history), "rng": rng_state()}
+    Examples::
 
-
-def train_level(level: int, seed: int, images: tuple[torch.Tensor, ...], config: SwapConfig,
-                step: Callable[[dict[str, Any]], None] | None = None, *,
-                run: Any = None, resume: bool = False, checkpoint_every: int | None = None,
-                device: str | torch.device = "cpu"
-                ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Train one :class:`HybridNet` on the torch ``device``; returns its result row and one
-    row per epoch.
-
-    ``step`` is called after every optimiser step (for a progress bar). With ``run`` (a
-    :class:`phys.runs.RunDir`) a checkpoint is saved after every epoch and every
-    ``checkpoint_every`` steps; ``resume`` continues from the latest one.
+        >>> a = build_level(0, 3, SwapConfig(data="digits"))
+        >>> b = build_level(0, 3, SwapConfig(data="digits"))
+        >>> torch.equal(a.network.fc.weight, b.network.fc.weight)
+        True
     """
-    from phys.runs import restore_rng
+    with drawing_from(torch.Generator().manual_seed(seed)):
+        model = HybridNet(level, reps=config.reps, gain=config.gain)
+    return SupervisedTrainer(model, N_CLASSES, IMAGE_SHAPE, train_config(config, seed),
+                             device=device)
 
-    x_tr, y_tr, x_te, y_te = (t.to(device) for t in images)
-    torch.manual_seed(seed)
-    model = HybridNet(level, reps=config.reps, gain=config.gain).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
-    gen = torch.Generator().manual_seed(seed)
-    history: list[dict[str, Any]] = []
-    first, progress = 1, None
-    if resume:
-        state, _ = run.load()
-        model.load_state_dict(state["model"])  # onto the model's device
-        opt.load_state_dict(state["optimizer"])
-        gen.set_state(state["generator"])
-        restore_rng(state["rng"])
-        first, progress, history = int(state["epoch"]) + 1, state["progress"], state["history"]
-        if step is not None:
-            done = (first - 1) * math.ceil(len(x_tr) / config.batch_size)
-            step({"level": level, "seed": seed, "epoch": first,
-                  "steps": done + (progress["batches"] if progress else 0)})
-    every = checkpoint_every or 0
-    for epoch in range(first, config.epochs + 1):
-        t0 = time.perf_counter()
-        if progress is None:
-            order = torch.randperm(len(x_tr), generator=gen)
-            done, total_loss, correct = 0, 0.0, 0
-        else:  # resumed within this epoch
-            order, done = progress["order"], int(progress["batches"])
-            total_loss, correct = float(progress["loss_sum"]), int(progress["correct"])
-            t0 -= float(progress["seconds"])
-            progress = None
-        starts = range(0, len(x_tr), config.batch_size)
-        for batch, start in enumerate(starts[done:], start=done + 1):
-            idx = order[start:start + config.batch_size].to(device)
-            logits = model(x_tr[idx])
-            loss = F.cross_entropy(logits, y_tr[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            value = float(loss.detach())
-            total_loss += value * len(idx)
-            correct += int((logits.argmax(1) == y_tr[idx]).sum())
-            if step is not None:
-                step({"level": level, "seed": seed, "epoch": epoch, "loss": value})
-            if run is not None and every and batch % every == 0 and batch < len(starts):
-                run.save(_swap_state(model, opt, gen, epoch - 1, {
-                    "order": order, "batches": batch, "loss_sum": total_loss,
-                    "correct": correct, "seconds": time.perf_counter() - t0}, history))
-        history.append({"level": level, "seed": seed, "epoch": epoch,
-                        "train_loss": total_loss / len(x_tr),
-                        "train_accuracy": correct / len(x_tr),
-                        "seconds": time.perf_counter() - t0})
-        if config.test_every_epoch:
-            history[-1]["test_accuracy"] = _accuracy(model, x_te, y_te)
-        if run is not None:
-            run.save(_swap_state(model, opt, gen, epoch, None, history))
-            run.write_metrics(history)
+
+def epoch_rows(history: Sequence[Mapping[str, Any]], level: int,
+               seed: int) -> list[dict[str, Any]]:
+    """The trainer's per-epoch metrics as the study's rows (``swap_epochs.csv``): level,
+    seed, epoch, train loss (mean over batches) and accuracy (of the training steps),
+    seconds, and test accuracy when measured every epoch."""
+    rows = []
+    for h in history:
+        row = {"level": level, "seed": seed, "epoch": h["epoch"], "train_loss": h["loss"],
+               "train_accuracy": h["train_accuracy"], "seconds": h["seconds"]}
+        if "test_accuracy" in h:
+            row["test_accuracy"] = h["test_accuracy"]
+        rows.append(row)
+    return rows
+
+
+def result_row(config: SwapConfig, level: int, seed: int, trainer: SupervisedTrainer,
+               images: Sequence[torch.Tensor], history: Sequence[Mapping[str, Any]]
+               ) -> dict[str, Any]:
+    """One run's row (``swap.csv``); the test accuracy is the last epoch's, measured now
+    unless ``config.test_every_epoch`` did."""
+    x_tr, _, x_te, y_te = images
     last = history[-1].get("test_accuracy")
-    row = {
+    return {
         "data": config.data, "level": level, "swapped": SWAPPED[level], "seed": seed,
         "epochs": config.epochs, "train_images": len(x_tr), "test_images": len(x_te),
-        "test_accuracy": _accuracy(model, x_te, y_te) if last is None else last,
+        "test_accuracy": trainer.evaluate(x_te, y_te, TEST_BATCH) if last is None else last,
         "train_accuracy": history[-1]["train_accuracy"],
         "train_loss": history[-1]["train_loss"],
-        "parameters": sum(p.numel() for p in model.parameters()),
+        "parameters": sum(p.numel() for p in trainer.network.parameters()),
         "seconds_per_epoch": statistics.fmean(h["seconds"] for h in history),
     }
-    return row, history
 
 
 def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -274,125 +233,3 @@ def format_table(summary: Sequence[dict[str, Any]], data: str) -> str:
         cells += [f"{s['parameters']:,}", f"{s['seconds_per_epoch']:.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
-
-
-def _plot(summary: Sequence[dict[str, Any]], epochs: Sequence[dict[str, Any]], path: Path,
-          title: str, data: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(9, 3.5), constrained_layout=True)
-    levels = [s["level"] for s in summary]
-    ax_acc.errorbar(levels, [s["test_accuracy_mean"] for s in summary],
-                    yerr=[s["test_accuracy_std"] for s in summary], marker="o", capsize=4,
-                    label="this run")
-    if data in PAPER:
-        ax_acc.plot(levels, [PAPER[data][lv] for lv in levels], "s--", color="C2",
-                    label="paper's code (50 epochs)")
-    ax_acc.set(xlabel="replacement level", ylabel="test accuracy (%)", xticks=levels,
-               title="test accuracy per level")
-    low, high = ax_acc.get_ylim()
-    if high - low < 2:  # show at least 2 points, so that results a hair apart look close
-        middle = (low + high) / 2
-        ax_acc.set_ylim(middle - 1, middle + 1)
-    ax_acc.grid(alpha=0.3)
-    ax_acc.legend()
-    for i, level in enumerate(levels):
-        rows = [e for e in epochs if e["level"] == level]
-        xs = sorted({e["epoch"] for e in rows})
-        mean = [statistics.fmean(e["train_loss"] for e in rows if e["epoch"] == x) for x in xs]
-        ax_loss.plot(xs, mean, marker="o", ms=3, color=f"C{i}", label=f"level {level}")
-    from matplotlib.ticker import MaxNLocator
-
-    ax_loss.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax_loss.set(xlabel="epoch", ylabel="train loss (mean over seeds)", title="training loss")
-    ax_loss.grid(alpha=0.3)
-    ax_loss.legend()
-    fig.suptitle(title)
-    atomic.write_figure(fig, path)
-
-
-def run_study(config: SwapConfig, out: str | Path, *, progress: bool = False,
-              resume: bool = False, overwrite: bool = False,
-              checkpoint_every: int | None = 200, device: str | torch.device = "cpu"
-              ) -> tuple[list[dict[str, Any]], str]:
-    """Train every level and seed; write ``swap.csv`` (one row per run),
-    ``swap_epochs.csv`` (one row per epoch), ``swap.png`` and ``results.json`` into ``out``.
-
-    ``device`` is the torch device the models train on (``"cuda"`` for a GPU); it is not
-    part of the configuration, so a study can resume on another device.
-
-    Each run keeps a run directory ``out/runs/level{L}-seed{S}`` (see :mod:`phys.runs`)
-    with a checkpoint after every epoch and every ``checkpoint_every`` steps; ``resume``
-    skips the finished runs and continues the others from their checkpoints.
-
-    Returns:
-        The per-run rows and the summary table (Markdown).
-
-    Raises:
-        ValueError: ``resume`` of a study with another configuration (the message lists
-            the differences), or an unfinished study in ``out`` without ``resume`` or
-            ``overwrite``.
-    """
-    from tqdm.auto import tqdm
-
-    from phys.report import metrics_csv
-    from phys.runs import RunDir, jsonable
-
-    if checkpoint_every is not None and (isinstance(checkpoint_every, bool)
-                                         or not isinstance(checkpoint_every, int)
-                                         or checkpoint_every < 0):
-        raise ValueError(f"checkpoint_every must be an int >= 0 steps, got "
-                         f"{checkpoint_every!r}")
-    out = Path(out)
-    top = RunDir(out)
-    settings = jsonable(vars(config))
-    runs = {(level, seed): RunDir(out / "runs" / f"level{level}-seed{seed}")
-            for level in config.levels
-            for seed in range(config.first_seed, config.first_seed + config.seeds)}
-    saved = any(r.has_checkpoint() or r.finished() for r in runs.values())
-    top.check("swap", settings, resume=resume, overwrite=overwrite, command="phys swap",
-              saved=saved)
-    images = load_images(config.data, subset=config.subset, test_subset=config.test_subset)
-    top.start("swap", settings, fresh=not resume)
-    steps = math.ceil(len(images[0]) / config.batch_size)
-    total = len(runs) * config.epochs * steps
-    rows, epochs = [], []
-    with tqdm(total=total, disable=not progress, unit="step", dynamic_ncols=True) as bar:
-        def step(info: dict[str, Any]) -> None:
-            bar.set_description(f"level {info['level']} seed {info['seed']} "
-                                f"epoch {info['epoch']}", refresh=False)
-            if "loss" in info:
-                bar.set_postfix(loss=f"{info['loss']:.3f}", refresh=False)
-            bar.update(info.get("steps", 1))
-
-        for (level, seed), run in runs.items():
-            if resume and run.finished():
-                done = json.loads(run.results.read_text())
-                row, history = done["row"], done["history"]
-                bar.update(config.epochs * steps)
-            else:
-                again = resume and run.has_checkpoint()
-                if not again:
-                    run.start("swap-run", {**settings, "level": level, "seed": seed},
-                              fresh=True)
-                row, history = train_level(level, seed, images, config, step, run=run,
-                                           resume=again, checkpoint_every=checkpoint_every,
-                                           device=device)
-                atomic.write_json(run.results, {"row": row, "history": history})
-            rows.append(row)
-            epochs += history
-    out.mkdir(parents=True, exist_ok=True)
-    atomic.write_text(out / CSV, metrics_csv(rows))
-    atomic.write_text(out / EPOCHS_CSV, metrics_csv(epochs))
-    summary = summarize(rows)
-    title = (f"HybridNet on {config.data}: {config.epochs} epoch(s), {len(images[0])} train "
-             f"images, {config.seeds} seed(s)")
-    if 2 in config.levels and config.gain != 1:
-        title += f", level-2 gain {config.gain}"
-
-    _plot(summary, epochs, out / PLOT, title, config.data)
-    atomic.write_json(top.results, {"rows": rows, "summary": summary})
-    return rows, format_table(summary, config.data)

@@ -293,27 +293,15 @@ class Optics(Simulator):
                       frame_rate=frame_rate)
         check_number(">=0", optical_depth=optical_depth, diffuser=diffuser, noise=noise,
                       laser_power=laser_power)
-        self.info = simulator_info(
-            self.name, n_in, n_out, in_range=in_range, max_batch=max_batch, noise=noise,
-            dtype=dtype, extra={
-                "grid": list(grid),
-                "encoding": encoding,
-                "nonlinearity": nonlinearity,
-                "pad": pad,
-                "pitch": pitch,
-                "wavelength": wavelength,
-                "distances": list(distances),
-                "intensity": intensity,
-                "optical_depth": optical_depth,
-                "phase_range": phase_range,
-                "diffuser": diffuser,
-                "noise": noise,
-                "seed": seed,
-                "frame_rate": frame_rate,
-                "units": "lengths: m; input: SLM value (linear in phase or amplitude); "
-                         "output: mean intensity per detector region / I_ref",
-            },
-        )
+        extra = {"grid": list(grid), "encoding": encoding, "nonlinearity": nonlinearity,
+                 "pad": pad, "pitch": pitch, "wavelength": wavelength,
+                 "distances": list(distances), "intensity": intensity,
+                 "optical_depth": optical_depth, "phase_range": phase_range,
+                 "diffuser": diffuser, "noise": noise, "seed": seed, "frame_rate": frame_rate,
+                 "units": "lengths: m; input: SLM value (linear in phase or amplitude); "
+                          "output: mean intensity per detector region / I_ref"}
+        self.info = simulator_info(self.name, n_in, n_out, in_range=in_range,
+                                   max_batch=max_batch, noise=noise, dtype=dtype, extra=extra)
         # DeviceInfo has checked n_in and n_out; now lay the blocks out on the grid
         self._input_index = _block_index(grid, n_in, f"n_in={n_in} SLM input blocks").flatten()
         detector = _block_index(grid, n_out, f"n_out={n_out} detector regions").flatten()

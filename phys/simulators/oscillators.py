@@ -151,26 +151,15 @@ class Oscillators(Simulator):
         check_number(">=0", beta=beta, coupling=coupling, noise=noise)
         lo_w, hi_w = _check_sizes(omega_range, n_out, n_oscillators, periods,
                                   readout_periods, steps_per_period)
-        self.info = simulator_info(
-            self.name, n_in, n_out, in_range=in_range, max_batch=max_batch, noise=noise,
-            dtype=dtype, extra={
-                "n_oscillators": n_oscillators,
-                "omega_range": [lo_w, hi_w],
-                "drive_frequency": drive_frequency,
-                "damping": damping,
-                "beta": beta,
-                "coupling": coupling,
-                "drive": drive,
-                "periods": periods,
-                "readout_periods": readout_periods,
-                "steps_per_period": steps_per_period,
-                "noise": noise,
-                "seed": seed,
-                "frequency_hz": frequency_hz,
-                "units": "time 1/omega_0 (omega_0 = 2 pi frequency_hz); input: drive "
-                         "amplitude; output: displacement amplitude at the drive frequency",
-            },
-        )
+        extra = {"n_oscillators": n_oscillators, "omega_range": [lo_w, hi_w],
+                 "drive_frequency": drive_frequency, "damping": damping, "beta": beta,
+                 "coupling": coupling, "drive": drive, "periods": periods,
+                 "readout_periods": readout_periods, "steps_per_period": steps_per_period,
+                 "noise": noise, "seed": seed, "frequency_hz": frequency_hz,
+                 "units": "time 1/omega_0 (omega_0 = 2 pi frequency_hz); input: drive "
+                          "amplitude; output: displacement amplitude at the drive frequency"}
+        self.info = simulator_info(self.name, n_in, n_out, in_range=in_range,
+                                   max_batch=max_batch, noise=noise, dtype=dtype, extra=extra)
         self.n_oscillators = n_oscillators
         self.drive_frequency, self.damping, self.beta = drive_frequency, damping, beta
         self.periods, self.readout_periods = periods, readout_periods

@@ -88,14 +88,15 @@ class TrainCommand(SweepCommand):
 
     def run(self, config: Mapping[str, Any], out: Path, *, resume: bool,
             holders: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
-        from phys.experiment import TrainSpec, run
+        from phys.experiment import TrainSpec
+        from phys.runs import train
         from phys.sweep.holder import holder_opener
 
-        results = run(TrainSpec(**config), out=out, resume=resume, overwrite=True,
-                      opener=holder_opener(holders) if holders else None,
-                      checkpoint_every=settings["checkpoint_every"],
-                      device_wait=settings["device_wait"],
-                      resume_hint=settings.get("resume_hint"))
+        results = train(TrainSpec(**config), out=out, resume=resume, overwrite=True,
+                        opener=holder_opener(holders) if holders else None,
+                        checkpoint_every=settings["checkpoint_every"],
+                        device_wait=settings["device_wait"],
+                        resume_hint=settings.get("resume_hint"))
         return self.summary(results)
 
     def summary(self, results: Mapping[str, Any]) -> dict[str, Any]:
@@ -145,7 +146,8 @@ class SwapCommand(SweepCommand):
 
     def run(self, config: Mapping[str, Any], out: Path, *, resume: bool,
             holders: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
-        from phys.quantum.study import SwapConfig, run_study
+        from phys.quantum.study import SwapConfig
+        from phys.runs.swap import run_study
 
         rows, _ = run_study(SwapConfig(**config), out, resume=resume, overwrite=True,
                             checkpoint_every=settings["checkpoint_every"])

@@ -3,7 +3,9 @@
 A trainer implements :meth:`Trainer.train_step` (one update on a batch) and
 :meth:`Trainer.predict` (labels for a batch). :meth:`Trainer.fit` then reports, after
 every epoch, the same metrics for every training method: loss, accuracies, device
-queries and samples, digital FLOPs, wall seconds and estimated lab seconds.
+queries and samples, digital FLOPs, wall seconds and estimated lab seconds. What else
+happens during training (checkpoints, progress reports, handling a lost device) is a
+:class:`~phys.train.callbacks.Callback`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,10 +23,19 @@ from torch import nn
 from phys.device import Device
 from phys.flops import FlopMeter
 from phys.options import Options, option
+from phys.train import batches
+from phys.train.batches import check_data
+from phys.train.callbacks import Callback, CallbackList
 
 __all__ = ["TrainConfig", "Trainer", "check_data"]
 
+#: What :meth:`Trainer.fit` takes as data: tensors with their labels, or a re-iterable of
+#: ``(x, labels)`` batches with ``labels=None``.
+Data = torch.Tensor | Iterable[tuple[torch.Tensor, torch.Tensor]]
+Batches = Iterator[tuple[torch.Tensor, torch.Tensor]]
+
 SCHEDULES = ("constant", "cosine")
+TRAIN_ACCURACY = ("eval", "running")
 
 
 @dataclass
@@ -42,38 +53,33 @@ class TrainConfig(Options):
     count_flops: bool = option(False, help="measure digital FLOPs of training with "
                                "torch.utils.flop_counter (slower; physical queries never count)")
     seed: int = option(0, min=0, help="seeds batch order and any sampling the trainer does")
+    train_accuracy: str = option(
+        "eval", choices=TRAIN_ACCURACY, help="the training accuracy after each epoch: eval "
+        "(predictions on train_eval_samples training samples, which queries the device) or "
+        "running (the predictions the epoch's training steps made; for trainers whose "
+        "train_step reports them)")
     train_eval_samples: int | None = option(
         10_000, min=1, help="training accuracy after each epoch is measured on a fixed random "
         "subset of this many training samples (None: all), since evaluation queries the "
         "device too")
 
 
-def check_data(x: Any, labels: Any, n_features: int, n_classes: int) -> None:
-    """Raise ``ValueError`` unless ``x (N, n_features)`` is finite and ``labels (N,)`` are
-    int64 in ``0 .. n_classes - 1``."""
-    if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[1] != n_features:
-        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"features must be a tensor (N, {n_features}), got {shape}")
-    if not torch.isfinite(x).all():
-        raise ValueError("features contain NaN or Inf")
-    if not isinstance(labels, torch.Tensor) or labels.shape != (x.shape[0],):
-        raise ValueError(f"labels must be a tensor ({x.shape[0]},) matching the features")
-    if labels.dtype != torch.int64 or labels.min() < 0 or labels.max() >= n_classes:
-        raise ValueError(f"labels must be int64 in 0..{n_classes - 1}")
-
-
 class Trainer(ABC):
     """Base of the trainers.
 
-    Subclasses set ``self.network`` (an ``nn.Module`` with a ``layers`` list of
-    :class:`~phys.PhysicalLayer`), ``self.optimizers`` and the ints ``n_features`` and
-    ``n_classes``, then implement :meth:`train_step` and :meth:`predict`.
+    Subclasses set ``self.network`` (an ``nn.Module``; its submodules' ``device``
+    attributes are the devices trained with), ``self.optimizers``, ``n_features`` (an
+    int, or the shape of one sample) and ``n_classes``, then implement
+    :meth:`train_step` and :meth:`predict`.
     """
 
     network: nn.Module
     optimizers: list[torch.optim.Optimizer]
-    n_features: int
+    n_features: int | tuple[int, ...]
     n_classes: int
+    #: Whether :meth:`train_step` returns ``(loss, correct predictions)`` (needed for
+    #: ``train_accuracy="running"``) instead of the loss alone.
+    step_reports_correct: bool = False
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
@@ -84,20 +90,22 @@ class Trainer(ABC):
         self._eval_usage: dict[str, float] = {
             "device_queries": 0, "device_samples": 0, "device_wall_seconds": 0.0,
             "lab_seconds": 0.0, "joules": 0.0}
-        #: Runs every call that queries devices, as ``guard(kind, call)`` with ``kind``
-        #: ``"step"`` (a training step) or ``"predict"`` (a batch of :meth:`evaluate`);
-        #: :mod:`phys.runs` uses it to survive a device that stops answering.
-        self.guard: Callable[[str, Callable[[], Any]], Any] | None = None
+        #: Batches in an epoch of the data being fitted (``None``: not known).
+        self.batches_per_epoch: int | None = None
+        #: The loss of the latest training step (``None`` before the first).
+        self.last_loss: float | None = None
+        self._callbacks = CallbackList()  # those of the running fit
         self._progress: dict[str, Any] | None = None  # within an epoch: order, batches done
 
     # -- what a trainer implements ----------------------------------------------------
     @abstractmethod
-    def train_step(self, x: torch.Tensor, labels: torch.Tensor) -> float:
-        """Update on one batch ``x (B, n_features)``, ``labels (B,)``; returns the loss."""
+    def train_step(self, x: torch.Tensor, labels: torch.Tensor) -> float | tuple[float, int]:
+        """Update on one batch ``x (B, *n_features)``, ``labels (B,)``; returns the loss
+        (and the number of correct predictions, see :attr:`step_reports_correct`)."""
 
     @abstractmethod
     def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """Predicted labels ``(B,)`` for ``x (B, n_features)``."""
+        """Predicted labels ``(B,)`` for ``x (B, *n_features)``."""
 
     # -- bookkeeping ------------------------------------------------------------------
     def devices(self) -> list[Device]:
@@ -136,6 +144,11 @@ class Trainer(ABC):
         usage["eval_device_samples"] = self._eval_usage["device_samples"]
         return usage
 
+    @property
+    def batches_done(self) -> int:
+        """Batches done in the current epoch (0 between epochs)."""
+        return 0 if self._progress is None else int(self._progress["batches"])
+
     # -- training ---------------------------------------------------------------------
     def _set_learning_rate(self) -> None:
         cfg = self.config
@@ -147,122 +160,173 @@ class Trainer(ABC):
                 group.setdefault("initial_lr", group["lr"])
                 group["lr"] = group["initial_lr"] * factor
 
-    def _step(self, x: torch.Tensor, labels: torch.Tensor) -> float:
-        def step() -> float:
+    def _step(self, x: torch.Tensor, labels: torch.Tensor) -> float | tuple[float, int]:
+        def step() -> float | tuple[float, int]:
             if not self.config.count_flops:
                 return self.train_step(x, labels)
             with self.flops.count():
                 return self.train_step(x, labels)
 
-        return step() if self.guard is None else self.guard("step", step)
+        return self._callbacks.wrap(self, "step", step)
 
     def fit(
         self,
-        x: torch.Tensor,
-        labels: torch.Tensor,
-        x_test: torch.Tensor | None = None,
+        x: Data,
+        labels: torch.Tensor | None = None,
+        x_test: Data | None = None,
         labels_test: torch.Tensor | None = None,
         *,
-        on_epoch: Callable[[dict[str, float]], None] | None = None,
-        on_batch: Callable[[int], None] | None = None,
+        callbacks: Sequence[Callback] = (),
         progress: bool = False,
     ) -> list[dict[str, float]]:
         """Train until ``config.epochs`` epochs are done.
 
         Args:
-            x: Training features ``(N, n_features)``.
+            x: Training features ``(N, *n_features)`` with ``labels``, or a re-iterable of
+                ``(x, labels)`` batches (a ``torch.utils.data.DataLoader``, a list) with
+                ``labels=None``.
             labels: Training labels ``(N,)``, int64 in ``0 .. C-1``.
-            x_test, labels_test: Optional held-out set evaluated after every epoch.
-            on_epoch: Called with each epoch's metrics.
-            on_batch: Called with the number of batches done in the epoch after each
-                step (:meth:`state_dict` then resumes after that batch).
+            x_test, labels_test: Optional held-out set evaluated after every epoch, in
+                either form.
+            callbacks: :class:`~phys.train.callbacks.Callback` objects, called in order.
             progress: Show a tqdm progress bar per epoch.
 
         Returns:
-            One metrics dict per epoch: ``epoch``, ``loss``, ``train_accuracy`` (see
-            ``config.train_eval_samples``),
-            ``test_accuracy`` (with a test set), ``seconds`` (of the epoch) and the
-            running totals of :meth:`device_usage`.
-        """
-        check_data(x, labels, self.n_features, self.n_classes)
-        if x_test is not None:
-            check_data(x_test, labels_test, self.n_features, self.n_classes)
-        from tqdm.auto import tqdm
+            One metrics dict per epoch: ``epoch``, ``loss`` (mean over the batches),
+            ``train_accuracy`` (see ``config.train_accuracy``), ``test_accuracy`` (with a
+            test set), ``seconds`` (of the epoch) and the running totals of
+            :meth:`device_usage`.
 
+        Tensors are shuffled each epoch by ``torch.randperm`` from the trainer's
+        generator; an iterable orders its batches itself (with
+        :class:`~phys.train.batches.EpochShuffle`, a ``DataLoader`` gives the tensors'
+        batches). A state taken within an epoch (:meth:`state_dict`) resumes after the
+        batches done: tensors in the saved order; an iterable is iterated again and as
+        many batches as were done are drawn and skipped (exact when it gives the same
+        batches again: no shuffling, or a sampler generator restored by the caller).
+
+        Raises:
+            ValueError: bad data (checked before any step: tensors whole, an iterable's
+                batches one by one), or ``train_accuracy="running"`` with a trainer whose
+                steps do not report their predictions.
+        """
         cfg = self.config
-        n = x.shape[0]
-        train_eval = slice(None)
-        if cfg.train_eval_samples is not None and cfg.train_eval_samples < n:
-            pick = torch.Generator().manual_seed(cfg.seed)
-            train_eval = torch.randperm(n, generator=pick)[:cfg.train_eval_samples]
-        while self.epoch < cfg.epochs:
-            t0 = time.perf_counter()
-            self._set_learning_rate()
-            starts = range(0, n, cfg.batch_size)
-            if self._progress is None:  # a new epoch
-                order, done, losses = torch.randperm(n, generator=self.generator), 0, []
-                self._progress = {"order": order, "batches": 0, "losses": losses,
-                                  "seconds": 0.0}
-            else:  # resumed from a state taken within this epoch
-                order, done = self._progress["order"], int(self._progress["batches"])
-                losses, t0 = list(self._progress["losses"]), t0 - self._progress["seconds"]
-                if order.shape != (n,) or not 0 <= done <= len(starts):
-                    raise ValueError(f"the resumed epoch ordered {order.shape[0]} samples, "
-                                     f"this data has {n}")
-            # updated by hand: a tqdm iterator closes itself before the epoch's metrics
-            bar = tqdm(total=len(starts), initial=done, unit="batch", disable=not progress,
-                       desc=f"epoch {self.epoch + 1}/{cfg.epochs}", dynamic_ncols=True)
-            for batch, start in enumerate(starts[done:], start=done + 1):
-                idx = order[start:start + cfg.batch_size]
-                losses.append(self._step(x[idx], labels[idx]))
-                self._progress = {"order": order, "batches": batch, "losses": losses,
-                                  "seconds": time.perf_counter() - t0}
-                bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
-                bar.update(1)
-                if on_batch is not None:
-                    on_batch(batch)
-            # the epoch counts as done once evaluated: a state taken while evaluating
-            # resumes with the evaluation
-            row: dict[str, Any] = {
-                "epoch": self.epoch + 1,
-                "loss": sum(losses) / len(losses),
-                "train_accuracy": self.evaluate(x[train_eval], labels[train_eval]),
-            }
-            if x_test is not None:
-                row["test_accuracy"] = self.evaluate(x_test, labels_test)
-            row["seconds"] = time.perf_counter() - t0
-            usage = self.device_usage()
-            for key in ("device_queries", "device_samples", "lab_seconds", "digital_flops"):
-                if usage[key] is not None:
-                    row[key] = usage[key]
-            bar.set_postfix({name: f"{row[key]:.3f}" for key, name in (
-                ("loss", "loss"), ("train_accuracy", "train"), ("test_accuracy", "test"))
-                if key in row})
-            bar.close()
-            self._progress = None
-            self.epoch += 1
-            self.history.append(row)
-            if on_epoch is not None:
-                on_epoch(row)
+        train = batches.source(x, labels, self.n_features, self.n_classes, cfg.batch_size)
+        test = None if x_test is None else batches.source(
+            x_test, labels_test, self.n_features, self.n_classes, 1024, "x_test")
+        if cfg.train_accuracy == "running" and not self.step_reports_correct:
+            raise ValueError(f"train_accuracy='running' needs a trainer whose train_step "
+                             f"reports its correct predictions; {type(self).__name__} does "
+                             f"not (use train_accuracy='eval')")
+        calls = self._callbacks = CallbackList(callbacks)
+        calls.on_fit_start(self)
+        try:
+            while self.epoch < cfg.epochs:
+                row = self._fit_epoch(train, test, progress)
+                calls.on_epoch_end(self, row)
+        finally:
+            self._callbacks = CallbackList()
+            calls.on_fit_end(self)
         return self.history
 
-    @torch.no_grad()
+    def _fit_epoch(self, train: batches.TensorBatches | batches.IterableBatches,
+                   test: batches.TensorBatches | batches.IterableBatches | None,
+                   progress: bool) -> dict[str, Any]:
+        """Train and evaluate one epoch (the rest of one, when resumed within it)."""
+        from tqdm.auto import tqdm
+
+        self._set_learning_rate()
+        t0 = self._begin_epoch(train, time.perf_counter())
+        done = int(self._progress["batches"])
+        self.batches_per_epoch = train.n_batches
+        # updated by hand: a tqdm iterator closes itself before the epoch's metrics
+        bar = tqdm(total=train.n_batches, initial=done, unit="batch", disable=not progress,
+                   desc=f"epoch {self.epoch + 1}/{self.config.epochs}", dynamic_ncols=True)
+        for x, labels in train.epoch(self._progress["order"], done):
+            loss = self._train_batch(x, labels, t0)
+            bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+            bar.update(1)
+            self._callbacks.on_batch_end(self, int(self._progress["batches"]))
+        if not self._progress["losses"]:
+            raise ValueError(f"{getattr(train, 'name', 'x')} gave no batches")
+        # the epoch counts as done once evaluated: a state taken while evaluating
+        # resumes with the evaluation
+        row = self._epoch_row(train, test, t0)
+        bar.set_postfix({name: f"{row[key]:.3f}" for key, name in (
+            ("loss", "loss"), ("train_accuracy", "train"), ("test_accuracy", "test"))
+            if key in row})
+        bar.close()
+        self._progress = None
+        self.epoch += 1
+        self.history.append(row)
+        return row
+
+    def _begin_epoch(self, train: batches.TensorBatches | batches.IterableBatches,
+                     t0: float) -> float:
+        """Start an epoch's progress, or check the one resumed; returns the epoch's start
+        time (earlier by the seconds already spent in a resumed epoch)."""
+        if self._progress is None:
+            self._progress = {"order": train.new_order(self.generator), "batches": 0,
+                              "losses": [], "seconds": 0.0, "correct": 0, "samples": 0}
+            return t0
+        progress = self._progress
+        progress.setdefault("correct", 0)
+        progress.setdefault("samples", 0)
+        train.check_resume(progress["order"], int(progress["batches"]))
+        return t0 - float(progress["seconds"])
+
+    def _train_batch(self, x: torch.Tensor, labels: torch.Tensor, t0: float) -> float:
+        """One step, recorded in the epoch's progress; returns its loss."""
+        out = self._step(x, labels)
+        loss, correct = out if isinstance(out, tuple) else (out, 0)
+        progress = self._progress  # read after the step: a guard may have restored it
+        progress["losses"].append(float(loss))
+        progress["batches"] = int(progress["batches"]) + 1
+        progress["correct"] = int(progress["correct"]) + int(correct)
+        progress["samples"] = int(progress["samples"]) + int(x.shape[0])
+        progress["seconds"] = time.perf_counter() - t0
+        self.last_loss = float(loss)
+        return self.last_loss
+
+    def _epoch_row(self, train: batches.TensorBatches | batches.IterableBatches,
+                   test: batches.TensorBatches | batches.IterableBatches | None,
+                   t0: float) -> dict[str, Any]:
+        cfg, progress = self.config, self._progress
+        losses = progress["losses"]
+        row: dict[str, Any] = {"epoch": self.epoch + 1, "loss": sum(losses) / len(losses)}
+        if cfg.train_accuracy == "running":
+            row["train_accuracy"] = int(progress["correct"]) / max(1, int(progress["samples"]))
+        else:
+            row["train_accuracy"] = self._accuracy(
+                train.for_evaluation(cfg.train_eval_samples, cfg.seed))
+        if test is not None:
+            row["test_accuracy"] = self._accuracy(test.for_evaluation(None, cfg.seed))
+        row["seconds"] = time.perf_counter() - t0
+        usage = self.device_usage()
+        for key in ("device_queries", "device_samples", "lab_seconds", "digital_flops"):
+            if usage[key] is not None:
+                row[key] = usage[key]
+        return row
+
     def evaluate(self, x: torch.Tensor, labels: torch.Tensor, batch_size: int = 1024) -> float:
         """Accuracy of :meth:`predict` on ``x``; its device use is kept apart from
         training's in :meth:`device_usage`."""
+        return self._accuracy(batches.chunks(x, labels, batch_size))
+
+    @torch.no_grad()
+    def _accuracy(self, pairs: Batches) -> float:
         before = self._device_totals()
-        correct = 0
-        for start in range(0, x.shape[0], batch_size):
-            chunk = x[start:start + batch_size]
-            pred = (self.predict(chunk) if self.guard is None
-                    else self.guard("predict", lambda chunk=chunk: self.predict(chunk)))
-            correct += int((pred == labels[start:start + batch_size]).sum())
+        correct = total = 0
+        for x, labels in pairs:
+            pred = self._callbacks.wrap(self, "predict", lambda x=x: self.predict(x))
+            correct += int((pred.to(labels.device) == labels).sum())
+            total += x.shape[0]
         after = self._device_totals()
         for key in self._eval_usage:
             if after[key] is not None:
                 self._eval_usage[key] += after[key] - (before[key] if before[key] is not None
                                                        else 0)
-        return correct / max(1, x.shape[0])
+        return correct / max(1, total)
 
     # -- checkpoints ------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -9,7 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from phys.experiment import TrainSpec, run
+from phys.experiment import TrainSpec
+from phys.runs import train as train_run
 
 ROOT = Path(__file__).resolve().parents[2]
 PHYS = [sys.executable, "-m", "phys.cli"]
@@ -55,7 +56,7 @@ def test_train_from_another_process_matches_the_simulator(tmp_path, one_thread):
     through_serial = json.loads((tmp_path / "serial" / "results.json").read_text())
     assert through_serial["device_info"][0]["extra"]["port"] == f"serial://{port}"
 
-    direct = run(TrainSpec(device="cavity", device_options=PHYSICS, **CONFIG))
+    direct = train_run(TrainSpec(device="cavity", device_options=PHYSICS, **CONFIG))
     assert direct["test_accuracy"] > 0.8
     # the same physics, float32 on the wire: the same accuracy (the cavity's iterative
     # solver may differ in the last digits where batches are split differently)

@@ -36,7 +36,7 @@ def test_phys_swap_on_digits_writes_table_csv_and_plot(tmp_path, capsys) -> None
 
 
 def test_level_zero_learns_digits(tmp_path) -> None:
-    from phys.quantum.study import run_study
+    from phys.runs.swap import run_study
 
     rows, _ = run_study(SwapConfig(data="digits", levels=(0,), seeds=1, epochs=3,
                                    batch_size=50), tmp_path)

@@ -1,0 +1,215 @@
+"""The files of a run directory (see :mod:`phys.runs`): their names, ``config.json`` and
+refusing a resume that does not fit, and writing and reading checkpoints atomically."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from phys import atomic
+
+__all__ = ["CONFIG", "FORMAT", "LATEST", "METRICS", "PREVIOUS", "RESULTS", "VERSION",
+           "CheckpointError", "CheckpointWarning", "RunDir", "config_diff", "jsonable"]
+
+CONFIG, LATEST, PREVIOUS = "config.json", "checkpoint.pt", "checkpoint.prev.pt"
+RESULTS, METRICS = "results.json", "metrics.csv"
+FORMAT, VERSION = "physnn-run", 1
+
+
+class CheckpointError(ValueError):
+    """No readable checkpoint in a run directory; the message names every file tried."""
+
+
+class CheckpointWarning(RuntimeWarning):
+    """The latest checkpoint was damaged or missing; an earlier one was used instead."""
+
+
+def jsonable(obj: Any) -> Any:
+    """``obj`` as JSON would give it back (tuples become lists), for comparing configs."""
+    return json.loads(json.dumps(obj, sort_keys=True))
+
+
+def config_diff(saved: Mapping[str, Any], given: Mapping[str, Any]) -> list[str]:
+    """One line per key whose value differs: ``"epochs: 5 in the run, 8 now"``."""
+    saved, given = jsonable(dict(saved)), jsonable(dict(given))
+    lines = []
+    for key in sorted(set(saved) | set(given)):
+        if saved.get(key, ...) != given.get(key, ...):
+            old = repr(saved[key]) if key in saved else "(absent)"
+            new = repr(given[key]) if key in given else "(absent)"
+            lines.append(f"{key}: {old} in the run, {new} now")
+    return lines
+
+
+class RunDir:
+    """The files of one run in directory ``path`` (see the module docstring).
+
+    Examples::
+
+        >>> import tempfile
+        >>> run = RunDir(tempfile.mkdtemp())
+        >>> run.start("train", {"epochs": 2}, fresh=True)
+        >>> run.save({"epoch": 1})
+        >>> run.save({"epoch": 2})
+        >>> state, used = run.load()
+        >>> state["epoch"], used.name
+        (2, 'checkpoint.pt')
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.config_path = self.path / CONFIG
+        self.latest = self.path / LATEST
+        self.previous = self.path / PREVIOUS
+        self.results = self.path / RESULTS
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    # -- what is there ----------------------------------------------------------------
+    def read_config(self) -> dict[str, Any] | None:
+        """``{"kind": ..., "config": {...}}`` of the run here, or ``None``."""
+        if not self.config_path.exists():
+            return None
+        try:
+            saved = json.loads(self.config_path.read_text())
+        except (OSError, ValueError) as err:
+            raise ValueError(f"{self.config_path}: unreadable run configuration: {err}") from None
+        if not isinstance(saved, dict) or "config" not in saved:
+            raise ValueError(f"{self.config_path}: not a run configuration")
+        return saved
+
+    def has_checkpoint(self) -> bool:
+        return self.latest.exists() or self.previous.exists()
+
+    def finished(self) -> bool:
+        """Whether the run wrote its results."""
+        return self.results.exists()
+
+    def check(self, kind: str, config: Mapping[str, Any], *, resume: bool,
+              overwrite: bool = False, command: str = "phys train",
+              saved: bool | None = None) -> None:
+        """Refuse, before anything is opened or written, what would lose or mix up work.
+
+        With ``resume``: the directory must hold a run of ``kind`` with this ``config``
+        (otherwise the message lists every difference) and saved progress (``saved``;
+        by default: a checkpoint) or results. Without: it must not hold an unfinished run
+        with saved progress, unless ``overwrite``.
+
+        Raises:
+            ValueError: with what to do instead.
+        """
+        if saved is None:
+            saved = self.has_checkpoint()
+        config_saved = self.read_config()
+        if resume:
+            if config_saved is None:
+                raise ValueError(f"--resume {self.path}: no run there (no {CONFIG})")
+            if config_saved.get("kind") != kind:
+                raise ValueError(f"--resume {self.path}: that is a "
+                                 f"{config_saved.get('kind')!r} run, not a {kind!r} run")
+            diff = config_diff(config_saved["config"], config)
+            if diff:
+                raise ValueError(f"--resume {self.path}: the run there has another "
+                                 f"configuration:\n  " + "\n  ".join(diff))
+            if not saved and not self.finished():
+                raise ValueError(f"--resume {self.path}: no checkpoint to resume from")
+        elif config_saved is not None and saved and not self.finished() and not overwrite:
+            raise ValueError(f"{self.path} holds an unfinished run; continue it with "
+                             f"`{command} --resume {self.path}`, or pass --overwrite to start "
+                             f"it again")
+
+    # -- writing ----------------------------------------------------------------------
+    def start(self, kind: str, config: Mapping[str, Any], *, fresh: bool) -> None:
+        """Create the directory and write ``config.json``; ``fresh`` removes the
+        checkpoints and results of an earlier run first. Temporary files that a killed
+        run left behind are removed."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        for name in (LATEST, PREVIOUS, METRICS, RESULTS, CONFIG, "curve.png"):  # a killed run
+            for stale in (*self.path.glob(f".{name}.*.tmp"), *self.path.glob(f".{name}.*.link")):
+                stale.unlink(missing_ok=True)
+        if fresh:
+            for path in (self.latest, self.previous, self.results, self.path / METRICS):
+                path.unlink(missing_ok=True)
+        atomic.write_json(self.config_path, {"format": FORMAT, "version": VERSION,
+                                             "kind": kind, "config": jsonable(dict(config))})
+
+    def save(self, state: Mapping[str, Any]) -> None:
+        """Write ``state`` as the latest checkpoint; the latest so far becomes the
+        previous one. A reader always finds one complete checkpoint."""
+        self.write(self.serialize(state))
+
+    @staticmethod
+    def serialize(state: Mapping[str, Any]) -> bytes:
+        """``state`` as the bytes of a checkpoint file (``torch.save``)."""
+        import torch
+
+        buf = io.BytesIO()
+        torch.save(dict(state), buf)
+        return buf.getvalue()
+
+    def write(self, data: bytes) -> None:
+        """Write checkpoint bytes from :meth:`serialize` (see :meth:`save`)."""
+        with atomic.atomic_path(self.latest) as tmp:
+            tmp.write_bytes(data)
+            if self.latest.exists():
+                self._keep_previous()
+
+    def _keep_previous(self) -> None:
+        """Make the latest checkpoint the previous one, the latest staying in place
+        until the new one replaces it (a hard link; a rename where links are not
+        supported)."""
+        link = self.path / f".{PREVIOUS}.{os.getpid()}.link"
+        try:
+            link.unlink(missing_ok=True)
+            os.link(self.latest, link)
+        except OSError:
+            os.replace(self.latest, self.previous)
+        else:
+            os.replace(link, self.previous)
+
+    def write_metrics(self, history: Sequence[Mapping[str, Any]]) -> None:
+        atomic.write_text(*self.metrics(history).popitem())
+
+    def metrics(self, history: Sequence[Mapping[str, Any]]) -> dict[Path, str]:
+        """``{path of metrics.csv: its text}`` for ``history``."""
+        from phys.report import metrics_csv
+
+        return {self.path / METRICS: metrics_csv(history)}
+
+    # -- reading ----------------------------------------------------------------------
+    def load(self) -> tuple[dict[str, Any], Path]:
+        """The newest readable checkpoint and its path.
+
+        A damaged or truncated ``checkpoint.pt`` is reported with a
+        :class:`CheckpointWarning` naming the file, and ``checkpoint.prev.pt`` is used.
+
+        Raises:
+            CheckpointError: neither file can be read (the message says why for each).
+        """
+        import torch
+
+        problems = []
+        for path in (self.latest, self.previous):
+            if not path.exists():
+                problems.append(f"{path.name} is missing")
+                continue
+            try:
+                state = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as err:  # truncated zip, bad pickle, bad tensor data ...
+                text = str(err).splitlines()[0] if str(err) else type(err).__name__
+                problems.append(f"{path.name} is damaged or truncated ({text})")
+                continue
+            if not isinstance(state, dict) or "epoch" not in state:
+                problems.append(f"{path.name} is not a checkpoint of this run")
+                continue
+            if problems:
+                warnings.warn(f"{self.path}: {'; '.join(problems)}; resuming from {path.name} "
+                              f"(epoch {state['epoch']})", CheckpointWarning, stacklevel=2)
+            return state, path
+        raise CheckpointError(f"{self.path}: no readable checkpoint: {'; '.join(problems)}")

@@ -1,0 +1,161 @@
+"""``phys train``: train what a :class:`~phys.experiment.TrainSpec` says, keeping the run's
+files in a run directory, resuming it, and surviving a lab device that stops answering."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from phys.runs.device_loss import DeviceGuard
+from phys.runs.keeper import Keeper, check_every
+from phys.runs.layout import RunDir, jsonable
+from phys.runs.provenance import versions
+from phys.runs.state import Clock, check_kind, restore_train, train_state
+from phys.train.callbacks import Callback, EpochEnd
+
+__all__ = ["check_run_options", "train"]
+
+
+def check_run_options(checkpoint_every: Any, device_wait: Any) -> None:
+    """``ValueError`` unless ``checkpoint_every`` is ``None`` or an int >= 0 and
+    ``device_wait`` a finite number >= 0 (the rules of
+    :class:`~phys.experiment.RunOptions`)."""
+    from phys.experiment import RunOptions
+
+    check_every(checkpoint_every)
+    RunOptions(device_wait=device_wait)
+
+
+def _prepare(spec: Any, out: str | Path | None, *, resume: bool, overwrite: bool
+             ) -> tuple[dict[str, Any], RunDir | None, Any, Any, Any]:
+    """The run's configuration, directory, parsed device, dataset and checkpoint
+    (``None``: a new run); refuses what does not fit before any device opens."""
+    from phys import data
+    from phys.experiment import prepare
+
+    config = jsonable(vars(spec))
+    run_dir = None if out is None else RunDir(out)
+    if run_dir is None and resume:
+        raise ValueError("resume needs the run directory (out)")
+    if run_dir is not None:
+        run_dir.check("train", config, resume=resume, overwrite=overwrite)
+    device = prepare(spec)  # the device is parsed here, once, and fails before the data
+    dataset = data.load(spec.data, **spec.data_options)
+    state = run_dir.load()[0] if resume and run_dir is not None else None
+    if state is not None:
+        check_kind(state, "train", run_dir.path)
+    return config, run_dir, device, dataset, state
+
+
+def _callbacks(run_dir: RunDir | None, state: Callable[[], Mapping[str, Any]],
+               *, checkpoint_every: int | None, device_wait: float, hint: str,
+               on_epoch: Callable[[dict[str, float]], None] | None
+               ) -> tuple[list[Callback], Keeper | None]:
+    keeper = None if run_dir is None else Keeper(run_dir, state, every=checkpoint_every)
+    callbacks: list[Callback] = [] if keeper is None else [keeper]
+    callbacks.append(DeviceGuard(device_wait, hint, keeper))
+    if on_epoch is not None:
+        callbacks.append(EpochEnd(on_epoch))
+    return callbacks, keeper
+
+
+def _build(spec: Any, device: Any, dataset: Any, state: Mapping[str, Any] | None,
+           run_dir: RunDir | None, opened: list[Any], opener: Any
+           ) -> tuple[Any, dict[str, Any], Clock]:
+    """The trainer (restored from ``state`` when resuming), the extra facts for the
+    results and the run's clock; devices opened are appended to ``opened``."""
+    from phys.experiment import build, open_layer_device
+
+    trainer, extra = build(spec, dataset.n_features, dataset.n_classes, opened,
+                           device=device, opener=opener or open_layer_device,
+                           fit_twins=state is None)
+    if state is None:
+        return trainer, extra, Clock()
+    restore_train(trainer, state, "train", run_dir.path)
+    return trainer, dict(state["extra"]), Clock(float(state["seconds"]))
+
+
+def _results(spec: Any, trainer: Any, extra: Mapping[str, Any], seconds: float,
+             keeper: Keeper | None, state: Mapping[str, Any] | None) -> dict[str, Any]:
+    history = trainer.history
+    results = {
+        "trainer": spec.trainer,
+        "test_accuracy": history[-1]["test_accuracy"],
+        "train_accuracy": history[-1]["train_accuracy"],
+        "epochs": trainer.epoch,
+        "seconds": seconds,
+        **trainer.device_usage(),
+        **extra,
+        "device_info": [layer.device.info.as_dict() for layer in trainer.network.layers],
+        "n_features": trainer.n_features, "n_classes": trainer.n_classes,
+        "config": dict(vars(spec)),
+        "versions": versions(),
+    }
+    if keeper is not None:
+        results["checkpoints"] = {"saved": keeper.saves, "seconds": keeper.seconds,
+                                  "write_seconds": keeper.write_seconds,
+                                  "resumed_from_epoch": None if state is None
+                                  else int(state["epoch"])}
+    return results
+
+
+def train(spec: Any, *, out: str | Path | None = None, progress: bool = False,
+          on_epoch: Callable[[dict[str, float]], None] | None = None, resume: bool = False,
+          overwrite: bool = False, checkpoint_every: int | None = 200,
+          device_wait: float = 300.0, opener: Any = None,
+          resume_hint: str | None = None) -> dict[str, Any]:
+    """Train as ``spec`` (a :class:`~phys.experiment.TrainSpec`) says; with ``out``, keep
+    the run's files there (see :mod:`phys.runs`): config, checkpoints (every epoch and
+    every ``checkpoint_every`` batches), metrics, and at the end results and curve.
+
+    Args:
+        spec: What to train.
+        out: Run directory.
+        progress: Show progress bars.
+        on_epoch: Called with each epoch's metrics.
+        resume: Continue the run in ``out`` from its latest readable checkpoint; ``spec``
+            must be the run's own (the error lists any difference).
+        overwrite: Start again in an ``out`` that holds an unfinished run.
+        checkpoint_every: Batches between checkpoints within an epoch (0: epoch ends only).
+        device_wait: Seconds to wait for a lab device that stops answering to come back
+            (the run is saved first); then :class:`~phys.runs.DeviceLost` is raised.
+        opener: Opens each layer's device, as ``opener(device_spec, n_in, n_out, seed)``
+            (default :func:`phys.experiment.open_layer_device`).
+        resume_hint: The command that continues this run, for messages.
+
+    Returns:
+        The results dict written to ``results.json`` (with the ``versions`` of
+        :func:`phys.runs.provenance.versions`).
+
+    Raises:
+        ValueError: unknown dataset, device or trainer, bad options, a trainer that
+            needs gradients the device cannot give, or a run directory that does not fit
+            (``resume`` of another configuration, an unfinished run without ``resume`` or
+            ``overwrite``) - before any query.
+        phys.runs.DeviceLost: a device stopped answering for longer than ``device_wait``.
+    """
+    from phys.report import write_run
+
+    check_run_options(checkpoint_every, device_wait)
+    config, run_dir, device, dataset, state = _prepare(spec, out, resume=resume,
+                                                       overwrite=overwrite)
+    opened: list[Any] = []
+    try:
+        trainer, extra, clock = _build(spec, device, dataset, state, run_dir, opened, opener)
+        if run_dir is not None:
+            run_dir.start("train", config, fresh=state is None)
+        callbacks, keeper = _callbacks(
+            run_dir, lambda: train_state(trainer, config, extra, clock.seconds()),
+            checkpoint_every=checkpoint_every, device_wait=device_wait,
+            hint=resume_hint or f"phys train --resume {out}", on_epoch=on_epoch)
+        trainer.fit(dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test,
+                    callbacks=callbacks, progress=progress)
+        results = _results(spec, trainer, extra, clock.seconds(), keeper, state)
+        if run_dir is not None:
+            write_run(out, results, trainer.history, None,
+                      title=f"{spec.trainer} on {spec.device} / {spec.data}")
+        return results
+    finally:
+        for dev in opened:
+            dev.close()
