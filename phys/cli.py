@@ -258,6 +258,44 @@ def _devices_parser() -> _Parser:
     return p
 
 
+def _eval_parser() -> _Parser:
+    p = _Parser(prog="phys eval", description="Open a finished phys train run with its devices "
+                "and measure its test accuracy again; write eval.json to the run directory.")
+    p.add_argument("run", metavar="DIR", help="the run directory")
+    p.add_argument("--data", help="test on this dataset instead of the run's own")
+    p.add_argument("--data-option", "-d", type=_parse_option, action="append", default=[],
+                   metavar="KEY=VALUE", help="option of --data, e.g. -d classes=7")
+    return p
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from phys.load import evaluate_run
+
+    result = evaluate_run(args.run, args.data, dict(args.data_option) or None)
+    print(f"test accuracy {result['test_accuracy']:.4f} on {result['data']} "
+          f"({result['test_samples']} samples, device queries {result['device_queries']}, "
+          f"samples {result['device_samples']})")
+    print(f"wrote {result['file']}")
+    return 0
+
+
+def _predict_parser() -> _Parser:
+    p = _Parser(prog="phys predict", description="Predict labels with a finished phys train "
+                "run for the rows of a .npy file of features (B, n_features).")
+    p.add_argument("run", metavar="DIR", help="the run directory")
+    p.add_argument("--input", required=True, metavar="FILE.npy", help="features, one row each")
+    p.add_argument("--out", metavar="FILE.npy", help="where to write the int64 labels "
+                   "(default: DIR/predictions.npy)")
+    return p
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from phys.load import predict_file
+
+    print(f"wrote {predict_file(args.run, args.input, args.out)}")
+    return 0
+
+
 def _emulate_parser() -> _Parser:
     p = _Parser(
         prog="phys emulate",
@@ -474,6 +512,10 @@ COMMANDS: dict[str, Command] = {
                        _compare_parser, _cmd_compare),
     "devices": Command("list the registered devices and their info", _devices_parser,
                        _cmd_devices),
+    "eval": Command("measure a finished run's test accuracy again on its devices",
+                    _eval_parser, _cmd_eval),
+    "predict": Command("predict labels with a finished run for features in a .npy file",
+                       _predict_parser, _cmd_predict),
     "emulate": Command("serve a simulator as a virtual lab device on a pty or TCP port",
                        _emulate_parser, _cmd_emulate),
     "swap": Command("swap classical layers for quantum ones level by level, train, compare",

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["RunModel", "load_run"]
+__all__ = ["RunModel", "evaluate_run", "load_run", "predict_file"]
 
 
 class RunModel(nn.Module):
@@ -147,3 +147,70 @@ def load_run(path: str | os.PathLike[str]) -> RunModel:
         raise ValueError(f"{path}: the checkpoint does not fit the run's network: {err}") \
             from None
     return RunModel(trainer, spec, results, path, opened)
+
+
+def evaluate_run(path: str | os.PathLike[str], data: str | None = None,
+                 data_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Test accuracy of a finished run, measured again on its reopened devices, written
+    to ``eval.json`` in the run directory (``eval-NAME.json`` for another dataset).
+
+    Args:
+        path: The run directory.
+        data: Dataset to test on (default: the run's own, with its options).
+        data_options: Options of ``data`` (default: the run's when ``data`` is its own).
+
+    Returns:
+        ``test_accuracy``, ``data``, ``test_samples``, the device queries and samples the
+        evaluation took, and ``file`` (where it was written).
+    """
+    from phys import atomic
+    from phys import data as datasets
+
+    with load_run(path) as model:
+        name = data or model.spec.data
+        options = data_options if data_options is not None else (
+            model.spec.data_options if name == model.spec.data else {})
+        dataset = datasets.load(name, **options)
+        accuracy = model.evaluate(dataset.x_test, dataset.y_test)
+        stats = [d.stats for d in model.devices()]
+        result = {"test_accuracy": accuracy, "data": name, "data_options": dict(options),
+                  "test_samples": int(dataset.x_test.shape[0]),
+                  "device_queries": sum(s.queries for s in stats),
+                  "device_samples": sum(s.samples for s in stats)}
+    target = Path(path) / ("eval.json" if name == model.spec.data else f"eval-{name}.json")
+    atomic.write_json(target, result)
+    return {**result, "file": str(target)}
+
+
+def predict_file(path: str | os.PathLike[str], inputs: str | os.PathLike[str],
+                 out: str | os.PathLike[str] | None = None) -> Path:
+    """Labels of a finished run for the feature rows in ``inputs`` (a ``.npy`` file of
+    shape ``(B, n_features)``), written as int64 ``.npy`` to ``out`` (default
+    ``predictions.npy`` in the run directory); returns where.
+
+    Raises:
+        ValueError: the input file cannot be read as a real array of that shape, or
+            holds NaN or Inf (nothing reaches a device).
+    """
+    import io
+
+    import numpy as np
+
+    from phys import atomic
+
+    try:
+        array = np.load(inputs, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{inputs}: cannot read a .npy array: {err}") from None
+    if array.dtype.kind not in "fiu":
+        raise ValueError(f"{inputs}: expected real numbers, got dtype {array.dtype}")
+    target = Path(out) if out is not None else Path(path) / "predictions.npy"
+    with load_run(path) as model:
+        try:
+            labels = model.predict(torch.as_tensor(array, dtype=torch.float32))
+        except ValueError as err:
+            raise ValueError(f"{inputs}: {err}") from None
+    buffer = io.BytesIO()
+    np.save(buffer, labels.numpy().astype(np.int64))
+    atomic.write_bytes(target, buffer.getvalue())
+    return target
