@@ -167,46 +167,19 @@ def _compare_parser() -> _Parser:
     return p
 
 
-#: ``phys swap``'s own default, over :class:`~phys.quantum.study.SwapConfig`'s: the bundled
-#: digits, so that it runs offline.
-SWAP_DEFAULTS = {"data": "digits"}
-
-
 def _swap_parser() -> _Parser:
-    """``phys swap``: :class:`~phys.quantum.study.SwapConfig` carries no option metadata, so
-    its flags are written here; their defaults are read from its fields."""
+    """``phys swap``: its study options are the fields of
+    :class:`~phys.quantum.study.SwapConfig`."""
     from phys.experiment import RunOptions
-    from phys.quantum.study import DATASETS, SwapConfig
+    from phys.quantum.study import SwapConfig
 
-    defaults = {f.name: f.default for f in dataclasses.fields(SwapConfig)} | SWAP_DEFAULTS
     p = _Parser(
         prog="phys swap",
         description="Train the 'Let the Quantum Creep In' model at each replacement level "
                     "(0: classical; 1: both convolutions quantum; 2: also the linear layer) "
                     "on 32x32 images; print a table and write swap.csv, swap_epochs.csv and "
                     "swap.png to --out.")
-
-    def add(name: str, help: str, **kw: Any) -> None:  # noqa: A002
-        shown = "" if defaults[name] is None else f" (default: {_shown(defaults[name])})"
-        p.add_argument(*_flags(name), dest=name, default=None, help=help + shown, **kw)
-        p.flags[name] = _flags(name)[0]
-
-    add("data", "dataset (digits: 8x8, resized to 28x28 and padded to 32x32)",
-        choices=DATASETS)
-    add("levels", "replacement levels to train", type=int, nargs="+", choices=[0, 1, 2])
-    add("seeds", "runs per level", type=int)
-    add("epochs", "training epochs per run", type=int)
-    add("subset", "train on this many training images", type=int)
-    add("test_subset", "test on this many test images", type=int)
-    add("batch_size", "training batch size", type=int)
-    add("lr", "Adam learning rate", type=float)
-    add("reps", "repetitions of the quantum linear layer", type=int)
-    add("gain", "factor on the quantum linear layer's probabilities at level 2: a number or "
-                "'uniform' (2**qubits, 128 here, so the uniform state reads 1; learns far "
-                "faster than the default 1)")
-    add("first_seed", "seed of each level's first run", type=int)
-    add("test_every_epoch", "measure test accuracy after every epoch, not only the last",
-        action=argparse.BooleanOptionalAction)
+    add_options(p, SwapConfig, group=p.add_argument_group("study options"))
     p.add_argument("--torch-device", default="cpu",
                    help="torch device to train on, e.g. cuda (default: cpu)")
     p.add_argument("--threads", type=int,
@@ -466,7 +439,7 @@ def _cmd_swap(args: argparse.Namespace) -> int:
     if args.resume is not None:
         config, out = _resumed(args.resume, args.out, "swap", SwapConfig, typed), args.resume
     else:
-        config, out = SwapConfig(**{**SWAP_DEFAULTS, **typed}), args.out or "runs/swap"
+        config, out = SwapConfig(**typed), args.out or "runs/swap"
     run_options = RunOptions(**given(args, RunOptions))
     if args.threads is not None:
         if args.threads < 1:
@@ -540,9 +513,16 @@ def _top_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Arguments that library messages name, as the command line spells them.
+KEYWORDS = {"resume=True": "--resume DIR", "overwrite=True": "--overwrite"}
+
+
 def translate(message: str, flags: dict[str, str]) -> str:
     """A library message that starts with an argument's name (``epochs must be >= 1``,
-    ``twin='simulator' needs ...``) with that argument's flag instead."""
+    ``twin='simulator' needs ...``) with that argument's flag instead, and the run
+    arguments it names (``resume=True``) as flags."""
+    for keyword, flag in KEYWORDS.items():
+        message = message.replace(keyword, flag)
     match = re.match(r"(\w+)(?= must\b| needs\b|=)", message)
     if match and match.group(1) in flags:
         return flags[match.group(1)] + message[match.end():]

@@ -81,12 +81,12 @@ class NetworkOptions(Options):
 class TrainerOptions(Options):
     """How the network learns: the trainer and the fields of
     :class:`~phys.train.base.TrainConfig` and :class:`~phys.train.phyll.PhyLLConfig` that
-    ``phys train`` sets (their defaults are those classes', except a longer ``epochs``)."""
+    ``phys train`` sets (their defaults are those classes')."""
 
     trainer: str = option("phyll", choices=TRAINERS,
                           help="phyll: model-free; backprop: in silico through the simulator; "
                                "pat: physics-aware, device forward and digital-twin backward")
-    epochs: int = borrowed(TrainConfig, "epochs", default=20)
+    epochs: int = borrowed(TrainConfig, "epochs")
     batch_size: int = borrowed(TrainConfig, "batch_size")
     lr: float = borrowed(TrainConfig, "lr")
     weight_decay: float = borrowed(TrainConfig, "weight_decay")

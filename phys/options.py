@@ -111,6 +111,12 @@ def check_value(name: str, value: Any, hint: Any, meta: Mapping[str, Any]) -> No
     if not any(_fits(value, a) for a in args):
         raise ValueError(f"{name} must be {_describe(hint)}, got {value!r}")
     choices = meta.get("choices")
+    if choices is not None and isinstance(value, (tuple, list)):
+        bad = [v for v in value if v not in choices]
+        if bad:
+            raise ValueError(f"{name} must be among {', '.join(map(str, choices))}, "
+                             f"got {value!r}")
+        return
     if choices is not None and value is not None and value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}")
     if isinstance(value, bool) or not isinstance(value, (int, float)):

@@ -186,7 +186,8 @@ def test_an_unfinished_run_is_not_started_over_by_accident(tmp_path, capsys, one
     args = ["train", *[a for a in ARGS if not a.startswith("--epochs")], "--epochs", "1",
             "--no-progress", "--out", str(out)]
     assert main(args) == 2
-    assert f"continue it with `phys train --resume {out}`" in capsys.readouterr().err
+    assert (f"{out} holds an unfinished run; continue it (--resume DIR) or start it again "
+            f"(--overwrite)") in capsys.readouterr().err
     assert main([*args, "--overwrite"]) == 0
     assert (out / "results.json").exists()
     assert main(args) == 0  # a finished run may be run again
@@ -215,7 +216,7 @@ def test_swap_study_resumes_after_an_interruption(tmp_path, one_thread):
         run_study(config, tmp_path / "cut", checkpoint_every=1, callbacks=[StopAfterSeven()])
     assert RunDir(tmp_path / "cut" / "runs" / "level0-seed0").finished()
     assert RunDir(tmp_path / "cut" / "runs" / "level1-seed0").load()[0]["progress"]["batches"] == 1
-    with pytest.raises(ValueError, match="unfinished run; continue it with `phys swap --resume"):
+    with pytest.raises(ValueError, match=r"unfinished run; continue it \(resume=True\)"):
         run_study(config, tmp_path / "cut")
     resumed, _ = run_study(config, tmp_path / "cut", resume=True, checkpoint_every=1)
     for a, b in zip(rows, resumed, strict=True):

@@ -15,9 +15,6 @@ from phys.registry import DeviceSpec
 from phys.train.base import TrainConfig
 from phys.train.phyll import PhyLLConfig
 
-#: The one deliberate difference from the trainer configurations' defaults.
-OVERRIDES = {"epochs": 20}
-
 
 def _flat(text: str) -> str:
     return " ".join(text.split())
@@ -61,10 +58,10 @@ def test_trainer_options_are_the_trainer_configs_own():
         if f.name == "trainer":
             continue
         source = owners[f.name]
-        assert f.default == OVERRIDES.get(f.name, source.default), f.name
+        assert f.default == source.default, f.name
         for key in ("choices", "min", "max"):
             assert f.metadata[key] == source.metadata[key], (f.name, key)
-    assert TrainSpec().epochs == 20 and TrainConfig().epochs == 10
+    assert TrainSpec().epochs == TrainConfig().epochs == 20
 
 
 def test_typed_options_reach_the_spec():

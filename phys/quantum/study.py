@@ -12,7 +12,6 @@ Adam with cross-entropy on the logits, as in the paper's code (lr 5e-4, batch 20
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any
 import torch
 from torch.nn import functional as F  # noqa: N812 - torch's convention
 
+from phys.options import Options, option
 from phys.quantum.swap import HybridNet
 from phys.train.base import TrainConfig
 from phys.train.supervised import SupervisedTrainer, drawing_from
@@ -37,68 +37,43 @@ TEST_BATCH = 500  # images per batch of evaluation
 
 #: Kept here for callers of their earlier home; they live in :mod:`phys.runs.swap`.
 @dataclass
-class SwapConfig:
-    """Options of a swap study.
+class SwapConfig(Options):
+    """Options of a swap study (each field's help says what it does); ``gain`` is a number
+    or ``"uniform"`` for ``2**n_qubits`` (see
+    :class:`~phys.quantum.creep.DataReUploadingLinear`)."""
 
-    Args:
-        data: ``"mnist"``, ``"fashion_mnist"`` or ``"digits"``.
-        levels: Replacement levels to train (0, 1, 2).
-        seeds: Runs per level, seeded ``first_seed .. first_seed + seeds - 1``.
-        epochs: Training epochs per run.
-        subset: Train on this many training images (a fixed random choice) instead of all.
-        test_subset: Test on this many test images instead of all.
-        batch_size: Training batch size.
-        lr: Adam learning rate.
-        reps: Repetitions of the quantum linear layer.
-        gain: Factor on the quantum linear layer's probabilities at level 2: a number, or
-            ``"uniform"`` for ``2**n_qubits`` (see
-            :class:`~phys.quantum.creep.DataReUploadingLinear`).
-        first_seed: Seed of the first run of each level.
-        test_every_epoch: Also measure test accuracy after every epoch (into
-            ``swap_epochs.csv``), not only after the last.
-    """
-
-    data: str = "mnist"
-    levels: Sequence[int] = (0, 1, 2)
-    seeds: int = 3
-    epochs: int = 5
-    subset: int | None = None
-    test_subset: int | None = None
-    batch_size: int = 200
-    lr: float = 5e-4
-    reps: int = 10
-    gain: float | str = 1.0
-    first_seed: int = 0
-    test_every_epoch: bool = False
+    data: str = option("digits", choices=DATASETS,
+                       help="dataset: digits (8x8, bundled; resized to 28x28), mnist or "
+                            "fashion_mnist; all padded to 32x32")
+    levels: tuple[int, ...] = option((0, 1, 2), choices=tuple(SWAPPED),
+                                     help="replacement levels to train: 0 classical, 1 both "
+                                          "convolutions quantum, 2 also the linear layer")
+    seeds: int = option(3, min=1, help="runs per level, seeded first_seed, first_seed + 1, ...")
+    epochs: int = option(5, min=1, help="training epochs per run")
+    subset: int | None = option(None, min=1, help="train on this many training images (a "
+                                "fixed random choice) instead of all")
+    test_subset: int | None = option(None, min=1, help="test on this many test images")
+    batch_size: int = option(200, min=1, help="training batch size")
+    lr: float = option(5e-4, min=1e-12, help="Adam learning rate")
+    reps: int = option(10, min=1, help="repetitions of the quantum linear layer")
+    gain: float | str = option(1.0, help="factor on the quantum linear layer's probabilities "
+                               "at level 2: a number > 0 or 'uniform' (2**qubits, so the "
+                               "uniform state reads 1; learns far faster than 1)")
+    first_seed: int = option(0, min=0, help="seed of each level's first run")
+    test_every_epoch: bool = option(False, help="measure test accuracy after every epoch "
+                                    "(into swap_epochs.csv), not only after the last")
 
     def __post_init__(self) -> None:
-        if self.data not in DATASETS:
-            raise ValueError(f"swap study: data must be one of {', '.join(DATASETS)}, "
-                             f"got {self.data!r}")
-        self.levels = tuple(self.levels)
-        if not self.levels or any(level not in SWAPPED for level in self.levels):
-            raise ValueError(f"swap study: levels must be among 0, 1, 2, got {self.levels}")
-        for key in ("seeds", "epochs", "batch_size", "reps"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"swap study: {key} must be an int >= 1, got {value!r}")
-        if (isinstance(self.first_seed, bool) or not isinstance(self.first_seed, int)
-                or self.first_seed < 0):
-            raise ValueError(f"swap study: first_seed must be an int >= 0, "
-                             f"got {self.first_seed!r}")
-        for key in ("subset", "test_subset"):
-            value = getattr(self, key)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                      or value < 1):
-                raise ValueError(f"swap study: {key} must be None or an int >= 1, "
-                                 f"got {value!r}")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"swap study: lr must be a positive number, got {self.lr!r}")
-        if self.gain != "uniform" and (isinstance(self.gain, bool)
-                                       or not isinstance(self.gain, int | float)
-                                       or not math.isfinite(self.gain) or self.gain <= 0):
-            raise ValueError(f"swap study: gain must be a number > 0 or 'uniform', "
-                             f"got {self.gain!r}")
+        if isinstance(self.levels, list):
+            self.levels = tuple(self.levels)
+        super().__post_init__()
+
+    def check(self) -> None:
+        super().check()
+        if not self.levels:
+            raise ValueError("levels must name at least one level (0, 1, 2)")
+        if self.gain != "uniform" and (isinstance(self.gain, str) or not self.gain > 0):
+            raise ValueError(f"gain must be a number > 0 or 'uniform', got {self.gain!r}")
 
 
 def _to_32(x: torch.Tensor) -> torch.Tensor:

@@ -92,8 +92,7 @@ class RunDir:
         return self.results.exists()
 
     def check(self, kind: str, config: Mapping[str, Any], *, resume: bool,
-              overwrite: bool = False, command: str = "phys train",
-              saved: bool | None = None) -> None:
+              overwrite: bool = False, saved: bool | None = None) -> None:
         """Refuse, before anything is opened or written, what would lose or mix up work.
 
         With ``resume``: the directory must hold a run of ``kind`` with this ``config``
@@ -109,20 +108,19 @@ class RunDir:
         config_saved = self.read_config()
         if resume:
             if config_saved is None:
-                raise ValueError(f"--resume {self.path}: no run there (no {CONFIG})")
+                raise ValueError(f"cannot resume {self.path}: no run there (no {CONFIG})")
             if config_saved.get("kind") != kind:
-                raise ValueError(f"--resume {self.path}: that is a "
+                raise ValueError(f"cannot resume {self.path}: that is a "
                                  f"{config_saved.get('kind')!r} run, not a {kind!r} run")
             diff = config_diff(config_saved["config"], config)
             if diff:
-                raise ValueError(f"--resume {self.path}: the run there has another "
+                raise ValueError(f"cannot resume {self.path}: the run there has another "
                                  f"configuration:\n  " + "\n  ".join(diff))
             if not saved and not self.finished():
-                raise ValueError(f"--resume {self.path}: no checkpoint to resume from")
+                raise ValueError(f"cannot resume {self.path}: no checkpoint to resume from")
         elif config_saved is not None and saved and not self.finished() and not overwrite:
-            raise ValueError(f"{self.path} holds an unfinished run; continue it with "
-                             f"`{command} --resume {self.path}`, or pass --overwrite to start "
-                             f"it again")
+            raise ValueError(f"{self.path} holds an unfinished run; continue it "
+                             f"(resume=True) or start it again (overwrite=True)")
 
     # -- writing ----------------------------------------------------------------------
     def start(self, kind: str, config: Mapping[str, Any], *, fresh: bool) -> None:

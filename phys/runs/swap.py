@@ -158,8 +158,7 @@ def run_study(config: SwapConfig, out: str | Path, *, progress: bool = False,
             for level in config.levels
             for seed in range(config.first_seed, config.first_seed + config.seeds)}
     saved = any(r.has_checkpoint() or r.finished() for r in runs.values())
-    top.check("swap", settings, resume=resume, overwrite=overwrite, command="phys swap",
-              saved=saved)
+    top.check("swap", settings, resume=resume, overwrite=overwrite, saved=saved)
     images = load_images(config.data, subset=config.subset, test_subset=config.test_subset)
     top.start("swap", settings, fresh=not resume)
     steps = math.ceil(len(images[0]) / config.batch_size)

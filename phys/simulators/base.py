@@ -49,14 +49,16 @@ class Simulator(Device):
         """Differentiable forward: like :meth:`query` but keeps the autograd graph.
 
         Input values are validated as in :meth:`query`; the batch is not split and
-        :attr:`stats` is not updated (nothing is measured on hardware).
+        :attr:`stats` is not updated (nothing is measured on hardware). As for
+        :meth:`query`, the input moves to :attr:`torch_device` and the result back to
+        the input's torch device (differentiably).
         """
         if self._closed:
             raise RuntimeError(f"device {self.info.name!r} is closed")
         x = x if isinstance(x, torch.Tensor) else torch.as_tensor(x)
         validate_batch(x, self.info)  # raises before any computation
         single = x.ndim == 1
-        y = self._forward(x.reshape(-1, self.info.n_in))
+        y = self._forward(x.reshape(-1, self.info.n_in).to(self.torch_device)).to(x.device)
         return y[0] if single else y
 
     def vjp(self, x: torch.Tensor, grad_out: torch.Tensor) -> torch.Tensor:

@@ -222,7 +222,7 @@ class Cavity(Simulator):
         )
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        u = x.to(device=self._g.device, dtype=self.dtype)
+        u = x.to(self.dtype)
         e_in = u @ self._a
         with torch.no_grad():
             # blocks of rows small enough to stay in cache: about 1.5x faster than one

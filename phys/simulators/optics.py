@@ -376,7 +376,7 @@ class Optics(Simulator):
         return intensity.flatten(1) @ self._detector
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        u = x.to(device=self._detector.device, dtype=self.dtype)
+        u = x.to(self.dtype)
         field = propagate(self.encode(u), self.transfer_in)
         field = propagate(self.nonlinear(field), self.transfer_out)
         y = self.detect(field)

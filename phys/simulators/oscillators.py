@@ -240,7 +240,7 @@ class Oscillators(Simulator):
         return x_new, v_new
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        u = x.to(device=self._stiffness.device, dtype=self.dtype)
+        u = x.to(self.dtype)
         amp = u @ self._drive_t  # (b, N) force amplitudes F = D u
         spp = self.steps_per_period
         total, n_read = self.periods * spp, self.readout_periods * spp

@@ -42,7 +42,7 @@ TRAIN_ACCURACY = ("eval", "running")
 class TrainConfig(Options):
     """Options every trainer takes (each field's help says what it does)."""
 
-    epochs: int = option(10, min=1, help="train until this many epochs are done (a resumed "
+    epochs: int = option(20, min=1, help="train until this many epochs are done (a resumed "
                          "trainer continues)")
     batch_size: int = option(64, min=1, help="samples per step")
     lr: float = option(1e-3, min=1e-12, help="Adam learning rate (the peak, with a schedule)")
