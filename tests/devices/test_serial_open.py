@@ -96,3 +96,12 @@ def test_devices_scan_lists_what_answers(lab, silent_port, capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith(f"{lab.port}  lab-cavity") and "n_in=4 n_out=3" in out[0]
     assert out[1].startswith(f"{silent_port}  no lab device") and "HELLO" in out[1]
+
+
+def test_info_declares_one_recoverable_instance_and_the_settable_params(lab):
+    with SerialDevice(lab.port) as dev:
+        info = dev.info
+    assert info.exclusive and info.recoverable
+    assert [(p.name, p.shape, p.index) for p in info.params] == [
+        ("gain", (info.n_out,), 0), ("offset", (info.n_out,), 1)]
+    assert info.param("gain").min < 0 < info.param("gain").max

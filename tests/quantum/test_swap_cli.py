@@ -90,10 +90,10 @@ def test_gain_reaches_the_level_two_layer(tmp_path) -> None:
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["--gain", "big"], "must be a number or 'uniform'"),
-    (["--gain", "0"], "gain must be a number > 0 or 'uniform'"),
+    (["--gain", "0"], "--gain must be a number > 0 or 'uniform'"),
     (["--torch-device", "nowhere"], "--torch-device 'nowhere' cannot be used here"),
-    (["--seeds", "0"], "seeds must be an int >= 1"),
-    (["--subset", "0"], "subset must be None or an int >= 1"),
+    (["--seeds", "0"], "--seeds must be >= 1, got 0"),
+    (["--subset", "0"], "--subset must be >= 1, got 0"),
     (["--threads", "0"], "--threads must be >= 1"),
 ])
 def test_bad_options_exit_2_with_a_message(argv, message, capsys) -> None:
