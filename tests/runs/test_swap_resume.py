@@ -4,23 +4,17 @@ and a study leaves torch's global random state as it found it."""
 from __future__ import annotations
 
 import csv
-import os
 import random
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import torch
+from kill_helpers import kill_and_resume
 
 from phys.quantum.study import SwapConfig
 from phys.runs import RunDir
 from phys.runs.swap import run_study
 from phys.train.callbacks import Callback
 
-ROOT = Path(__file__).resolve().parents[2]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # the same arithmetic in every process
 STUDY = dict(data="digits", levels=(0,), seeds=1, epochs=3, subset=400, test_subset=100,
              batch_size=8, reps=1)
 ARGS = ["--data", "digits", "--levels", "0", "--seeds", "1", "--epochs", "3", "--subset",
@@ -30,13 +24,6 @@ ARGS = ["--data", "digits", "--levels", "0", "--seeds", "1", "--epochs", "3", "-
 def epochs_csv(out: Path) -> list[dict[str, str]]:
     with open(out / "swap_epochs.csv", newline="") as fh:
         return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(fh)]
-
-
-def stamp(path: Path) -> int | None:
-    try:
-        return path.stat().st_mtime_ns
-    except FileNotFoundError:
-        return None
 
 
 def final_state(out: Path) -> dict:
@@ -49,33 +36,15 @@ def test_swap_killed_with_sigkill_then_resumed_equals_the_uninterrupted_study(
     rows, _ = run_study(SwapConfig(**STUDY), reference, checkpoint_every=5)
     out = tmp_path / "killed"
     latest = out / "runs" / "level0-seed0" / "checkpoint.pt"
-    rng = random.Random(7)
-    command = [sys.executable, "-m", "phys.cli", "swap"]
-    proc = subprocess.Popen([*command, *ARGS, "--checkpoint-every", "5", "--no-progress",
-                             "--out", str(out)], cwd=ROOT, env=ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     kills = []
-    try:
-        for _ in range(2):
-            seen, deadline = stamp(latest), time.monotonic() + 120
-            while stamp(latest) == seen and proc.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.005)
-            time.sleep(rng.uniform(0.0, 0.3))  # a random point after a new checkpoint
-            if proc.poll() is not None:
-                break
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            state, _ = RunDir(latest.parent).load()
-            kills.append((int(state["epoch"]), (state["progress"] or {}).get("batches")))
-            assert not (out / "swap.csv").exists()
-            proc = subprocess.Popen([*command, "--resume", str(out), "--no-progress"],
-                                    cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.PIPE, text=True)
-        _, err = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, err
+
+    def saved() -> None:
+        state, _ = RunDir(latest.parent).load()
+        kills.append((int(state["epoch"]), (state["progress"] or {}).get("batches")))
+        assert not (out / "swap.csv").exists()
+
+    kill_and_resume(["swap", *ARGS, "--checkpoint-every", "5"], out, latest, kills=2,
+                    rng=random.Random(7), pause=0.3, on_kill=saved)
     assert kills and kills[0] != (3, None), kills  # killed before the end at least once
     assert epochs_csv(out) == epochs_csv(reference)
     with open(out / "swap.csv", newline="") as fh:

@@ -7,15 +7,12 @@ import csv
 import json
 import os
 import random
-import signal
-import subprocess
-import sys
-import time
 import warnings
 from pathlib import Path
 
 import pytest
 import torch
+from kill_helpers import kill_and_resume
 
 from phys.cli import main
 from phys.experiment import TrainSpec
@@ -23,9 +20,6 @@ from phys.runs import CheckpointError, CheckpointWarning, RunDir, config_diff
 from phys.runs import train as train_run
 from phys.train.callbacks import Callback
 
-ROOT = Path(__file__).resolve().parents[1]
-PHYS = [sys.executable, "-m", "phys.cli"]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # the same arithmetic in every process
 CONFIG = dict(data="digits", layers=1, hidden=32, epochs=3, batch_size=32, negatives="random",
               lr=1e-2, seed=3)
 ARGS = [f"--{k.replace('_', '-')}={v}" for k, v in CONFIG.items()]
@@ -57,42 +51,16 @@ def test_sigkill_at_random_points_then_resume_gives_the_uninterrupted_result(tmp
     reference = tmp_path / "reference"
     train_run(TrainSpec(**CONFIG), out=reference, checkpoint_every=4)
     out = tmp_path / "killed"
-    latest = out / "checkpoint.pt"
-    rng = random.Random(2024)
-    proc = subprocess.Popen([*PHYS, "train", *ARGS, "--checkpoint-every", "4", "--no-progress",
-                             "--out", str(out)], cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
     killed_at = []
 
-    def stamp() -> int | None:
-        try:
-            return latest.stat().st_mtime_ns
-        except FileNotFoundError:
-            return None
+    def saved() -> None:
+        state, _ = RunDir(out).load()
+        killed_at.append((int(state["epoch"]), (state["progress"] or {}).get("batches")))
+        assert not (out / "results.json").exists()
 
-    try:
-        for _ in range(3):
-            # a random point: after 1-3 new checkpoints and a random part of a batch or more
-            for _ in range(rng.randint(1, 3)):
-                seen, deadline = stamp(), time.monotonic() + 120
-                while stamp() == seen and proc.poll() is None and time.monotonic() < deadline:
-                    time.sleep(0.005)
-            time.sleep(rng.uniform(0.0, 0.15))
-            if proc.poll() is not None:
-                break
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            state, _ = RunDir(out).load()
-            killed_at.append((int(state["epoch"]), (state["progress"] or {}).get("batches")))
-            assert not (out / "results.json").exists()
-            proc = subprocess.Popen([*PHYS, "train", "--resume", str(out), "--no-progress"],
-                                    cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True)
-        _, err = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, err
+    # each kill after 1-3 new checkpoints and a random part of a batch or more
+    kill_and_resume(["train", *ARGS, "--checkpoint-every", "4"], out, out / "checkpoint.pt",
+                    kills=3, rng=random.Random(2024), checkpoints=(1, 3), on_kill=saved)
     assert len(killed_at) >= 2, killed_at  # killed and resumed several times
     assert_same_run(reference, out)
     assert not list(out.glob(".*"))  # no temporary files left behind

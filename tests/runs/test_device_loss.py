@@ -23,7 +23,7 @@ from phys.devices.serial import SerialDevice, SerialDeviceError
 from phys.experiment import TrainSpec
 from phys.runs import train as train_run
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PHYS = [sys.executable, "-m", "phys.cli"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 PHYSICS = {"n_in": 16, "n_out": 16, "seed": 0}
