@@ -270,38 +270,20 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _emulate_parser() -> _Parser:
+    """``phys emulate``: its options are the fields of
+    :class:`~phys.devices.emulate.EmulateOptions`."""
+    from phys.devices.emulate import EmulateOptions
+
     p = _Parser(
         prog="phys emulate",
         description="Serve the serial wire protocol, backed by a simulator, on a new "
-                    "pseudo-terminal (or a TCP port). Prints the port; then, from another "
-                    "shell: phys train --device serial://PORT. Stops on Ctrl-C.",
+                    "pseudo-terminal (or a TCP port of 127.0.0.1). Prints the port; then, "
+                    "from another shell: phys train --device serial://PORT. On TCP one host "
+                    "is served at a time (--clients N: N, each with a device of its own); "
+                    "another host's first request is answered ERROR 8 'in use' and it is "
+                    "disconnected. Stops on Ctrl-C or SIGTERM and prints a summary.",
     )
-    p.add_argument("--device", default="cavity", help="simulator behind the protocol")
-    p.add_argument("--device-option", "-o", type=_parse_option, action="append", default=[],
-                   metavar="KEY=VALUE", help="simulator option, e.g. -o n_in=16 -o n_out=8")
-    p.add_argument("--baud", type=int, default=115200, help="modelled line rate, bits/s")
-    p.add_argument("--settle", type=float, default=0.0, help="modelled settle s per sample")
-    p.add_argument("--conversion", type=float, default=0.0,
-                   help="modelled conversion s per sample")
-    p.add_argument("--turnaround", type=float, default=0.0,
-                   help="modelled firmware s per request")
-    p.add_argument("--realtime", action="store_true",
-                   help="answer when a real rig would (default: at once, on virtual time)")
-    p.add_argument("--faults", default="",
-                   help="e.g. drop=0.01,corrupt=0.01,duplicate=0.01,delay=0.05,reset=0.001,"
-                        "unplug=0.0001,delay_seconds=0.2")
-    p.add_argument("--fault-seed", type=int, default=0)
-    p.add_argument("--dtype", choices=["f32", "i16"], default="f32", help="values on the wire")
-    p.add_argument("--out-range", type=float, nargs=2, metavar=("MIN", "MAX"),
-                   help="span of i16 outputs (needed with --dtype i16)")
-    p.add_argument("--max-batch", type=int, default=256)
-    p.add_argument("--max-frame", type=int, help="largest body, bytes (default: fits max-batch)")
-    p.add_argument("--queue", type=int, default=4, help="frames the device input queue holds")
-    p.add_argument("--tcp", type=int, metavar="PORT", help="serve on TCP (0: any free port)")
-    p.add_argument("--port-file", help="also write the port to this file")
-    p.add_argument("--duration", type=float, help="stop after this many seconds")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads for the simulator (default: 1)")
+    add_options(p, EmulateOptions)
     return p
 
 
@@ -368,14 +350,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_emulate(args: argparse.Namespace) -> int:
-    from phys.devices.emulator import serve
+    from phys.devices.emulate import EmulateOptions, serve
 
-    serve(args.device, dict(args.device_option), tcp=args.tcp, port_file=args.port_file,
-          duration=args.duration, threads=args.threads, baudrate=args.baud, settle=args.settle,
-          conversion=args.conversion, turnaround=args.turnaround, realtime=args.realtime,
-          faults=args.faults, fault_seed=args.fault_seed, dtype=args.dtype,
-          out_range=args.out_range, max_batch=args.max_batch, max_frame=args.max_frame,
-          queue=args.queue)
+    serve(EmulateOptions(**given(args, EmulateOptions)))
     return 0
 
 

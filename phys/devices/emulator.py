@@ -19,12 +19,22 @@ Faults (:class:`Faults`) strike frames on the link in either direction - dropped
 corrupted (bits flipped), duplicated, delayed by ``delay_seconds`` of wall time - and the
 device itself: ``reset`` (a power glitch: the request in hand is lost and the device
 returns to its power-up state) and ``unplug`` (the port closes for good).
+
+On TCP the emulator serves ``clients`` hosts at once (default one). Every further host
+that connects is refused: its first frame is answered ERROR 8 ``"in use: ..."`` (the host
+driver raises it as a :class:`~phys.devices.serial.SerialDeviceError` naming the port)
+and the connection is closed; beyond ``max_connections`` open connections (idle ones
+included) a new one is closed at once. With one client the device keeps its state from
+one connection to the next, as a rig does; with ``clients > 1`` each connection gets a
+device of its own in its power-up state, so one host's SET never changes another's
+results. A connection holds at most ``max_buffer`` bytes (requests not yet taken by the
+device, answers not yet read); a TCP host past that (one that sends without reading) is
+cut off, a pty drops the excess.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import heapq
 import inspect
 import math
@@ -43,66 +53,11 @@ import simpy.rt
 
 from phys.device import Device
 from phys.devices import protocol as P
+from phys.devices.connections import IN_USE, SEND_BUFFER, Connection, publish_link, unpublish_link
 from phys.devices.faults import EmulatorStats, Faults, corrupt, seq_of
-from phys.devices.responder import Responder
+from phys.devices.responder import Responder, ResponderStats
 
-__all__ = ["Emulator", "EmulatorStats", "Faults", "serve"]
-
-#: Output held for a host that does not read, before further answers are thrown away.
-MAX_PENDING_OUTPUT = 4 << 20
-
-
-class _Link:
-    """One host connection: a pty master or a TCP socket, its frame splitter and the
-    bytes waiting to be written to it."""
-
-    def __init__(self, fd: Any, frame_limit: int) -> None:
-        self.fd = fd
-        self.splitter = P.FrameSplitter(frame_limit)
-        self.out = bytearray()
-        self.closed = False
-
-    def recv(self) -> bytes:
-        try:
-            if isinstance(self.fd, socket.socket):
-                data = self.fd.recv(1 << 16)
-                if not data:
-                    self.close()
-                return data
-            return os.read(self.fd, 1 << 16)
-        except BlockingIOError:
-            return b""
-        except OSError as err:
-            if isinstance(self.fd, socket.socket):
-                self.close()
-            elif err.errno == errno.EIO:  # no host holds the pty open
-                time.sleep(0.01)
-            else:
-                raise
-            return b""
-
-    def send(self) -> int:
-        try:
-            if isinstance(self.fd, socket.socket):
-                n = self.fd.send(self.out)
-            else:
-                n = os.write(self.fd, self.out)
-        except BlockingIOError:
-            return 0
-        except OSError:
-            self.out.clear()
-            return 0
-        del self.out[:n]
-        return n
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            with contextlib.suppress(OSError):
-                if isinstance(self.fd, socket.socket):
-                    self.fd.close()
-                else:
-                    os.close(self.fd)
+__all__ = ["Emulator", "EmulatorStats", "Faults"]
 
 
 class Emulator:
@@ -118,6 +73,12 @@ class Emulator:
         faults: A :class:`Faults` or its text form ``"drop=0.01,..."``.
         queue: Frames the device's input queue holds.
         fault_seed: Seeds the faults and the ``boot`` numbers.
+        clients: TCP hosts served at once, each with a device state of its own when more
+            than one; a further host is refused (see the module docstring).
+        max_connections: Open TCP connections allowed, idle and refused ones included; a
+            connection past it is closed at once.
+        max_buffer: Bytes one connection may hold (requests on their way to the device,
+            answers not yet read); a TCP host past it is cut off.
         **responder_options: ``dtype``, ``max_batch``, ``max_frame``, ``out_range``,
             ``name`` of :class:`~phys.devices.responder.Responder`.
 
@@ -134,6 +95,7 @@ class Emulator:
     def __init__(self, device: Device, *, baudrate: int = 115200, settle: float = 0.0,
                  conversion: float = 0.0, turnaround: float = 0.0, realtime: bool = False,
                  faults: Faults | str | None = None, queue: int = 4, fault_seed: int = 0,
+                 clients: int = 1, max_connections: int = 16, max_buffer: int = 1 << 20,
                  **responder_options: Any) -> None:
         for key, value in (("settle", settle), ("conversion", conversion),
                            ("turnaround", turnaround)):
@@ -141,20 +103,33 @@ class Emulator:
                 raise ValueError(f"{key} must be a number of seconds >= 0, got {value!r}")
         if isinstance(baudrate, bool) or not isinstance(baudrate, int) or baudrate < 1:
             raise ValueError(f"baudrate must be a positive int, got {baudrate!r}")
-        if isinstance(queue, bool) or not isinstance(queue, int) or queue < 1:
-            raise ValueError(f"queue must be a positive int, got {queue!r}")
+        for key, value in (("queue", queue), ("clients", clients),
+                           ("max_connections", max_connections)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{key} must be a positive int, got {value!r}")
+        if max_connections < clients:
+            raise ValueError(f"max_connections must be >= clients ({clients}), got "
+                             f"{max_connections}")
         if isinstance(faults, str):
             faults = Faults.parse(faults)
         self.faults = faults or Faults()
         self.baudrate, self.realtime = baudrate, bool(realtime)
         self.settle, self.conversion, self.turnaround = settle, conversion, turnaround
-        self.responder = Responder(device, sample_time=settle + conversion, seed=fault_seed,
-                                   **responder_options)
+        self._responder_options = dict(responder_options, sample_time=settle + conversion)
+        self.responder = Responder(device, seed=fault_seed, **self._responder_options)
+        least = 8 * self.responder.frame_limit  # a request and its answers, many times over
+        if isinstance(max_buffer, bool) or not isinstance(max_buffer, int) \
+                or max_buffer < least:
+            raise ValueError(f"max_buffer must be an int >= {least} bytes (8 frames of "
+                             f"max_frame={self.responder.max_frame}), got {max_buffer!r}")
+        self.clients, self.max_connections, self.max_buffer = clients, max_connections, \
+            max_buffer
+        self.fault_seed = fault_seed
         self.device = device
         self.stats = EmulatorStats()
         self.port: str | None = None
         self._rng = random.Random(fault_seed + 1)
-        self._links: dict[int, _Link] = {}
+        self._links: dict[int, Connection] = {}
         self._next_link = 0
         self._wall: list[tuple[float, int, str, int, bytes]] = []  # delayed frames
         self._held: dict[tuple[str, int], float] = {}  # a direction is held until then
@@ -163,15 +138,18 @@ class Emulator:
         self._thread: threading.Thread | None = None
         self._slave: int | None = None
         self._server: socket.socket | None = None
+        self._link_path: str | None = None
+        self._retired = ResponderStats()  # devices of connections that have closed
         self._build_model(queue)
 
     # -- construction helpers ---------------------------------------------------------
     @classmethod
     @contextlib.contextmanager
-    def serving(cls, device: str | Device, *, tcp: int | None = None,
+    def serving(cls, device: str | Device, *, tcp: int | None = None, link: str | None = None,
                 **options: Any) -> Iterator[Emulator]:
-        """Context manager: an emulator running in a background thread on a new pty (or
-        on TCP port ``tcp``, 0 for any free one); closes the backend on exit.
+        """Context manager: an emulator running in a background thread on a new pty (its
+        path also at symlink ``link``) or on TCP port ``tcp`` (0: any free one); closes the
+        backend on exit.
 
         ``device`` is a registry name (its options among ``options``) or a Device.
         """
@@ -185,7 +163,9 @@ class Emulator:
         emulator = cls(device, **mine)
         try:
             if tcp is None:
-                emulator.open_pty()
+                emulator.open_pty(link=link)
+            elif link is not None:
+                raise ValueError("link needs a pty: give link or tcp, not both")
             else:
                 emulator.open_tcp(port=tcp)
             emulator.start()
@@ -206,18 +186,31 @@ class Emulator:
         self.env.process(self._firmware())
 
     # -- transports -------------------------------------------------------------------
-    def open_pty(self) -> str:
-        """Serve on a new pseudo-terminal; returns (and sets :attr:`port` to) its path."""
+    def open_pty(self, link: str | None = None) -> str:
+        """Serve on a new pseudo-terminal; returns (and sets :attr:`port` to) its path.
+
+        Args:
+            link: Also point this symlink at the pty (replaced atomically, removed when
+                the emulator stops), so that a host opened on ``link`` finds a restarted
+                emulator again with :meth:`~phys.devices.serial.SerialDevice.reopen`.
+        """
+        if link is not None and os.path.lexists(link) and not os.path.islink(link):
+            raise ValueError(f"link {link!r} exists and is not a symlink; not replacing it")
         master, slave = os.openpty()
         tty.setraw(slave)  # no echo or line editing before the host configures the port
         os.set_blocking(master, False)
         self._slave = slave  # held open: the pty lives on while hosts come and go
-        self._links[0] = _Link(master, self.responder.frame_limit)
+        self._links[0] = Connection(master, self.responder.frame_limit, self.responder)
         self.port = os.ttyname(slave)
+        if link is not None:
+            publish_link(link, self.port)
+            self._link_path = link
         return self.port
 
     def open_tcp(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Serve on a TCP port, one link per connected host; returns the ``socket://`` URL."""
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 0xFFFF:
+            raise ValueError(f"TCP port must be in 0..65535, got {port!r}")
         server = socket.create_server((host, port))
         server.setblocking(False)
         self._server = server
@@ -262,9 +255,11 @@ class Emulator:
         self.stop()
 
     def _close_port(self) -> None:
-        for link in list(self._links.values()):
-            link.close()
-        self._links.clear()
+        for key in list(self._links):
+            self._drop_link(key)
+        if self._link_path is not None and self.port is not None:
+            unpublish_link(self._link_path, self.port)
+            self._link_path = None
         if self._slave is not None:
             with contextlib.suppress(OSError):
                 os.close(self._slave)
@@ -284,35 +279,133 @@ class Emulator:
 
     def _serve_once(self) -> None:
         wait = min(0.1, max(0.0, self._next_wakeup() - time.monotonic()))
-        links = list(self._links.values())
-        readers: list[Any] = [link.fd for link in links]
+        links = list(self._links.items())
+        readers: list[Any] = [link.fd for _, link in links]
         if self._server is not None:
             readers.append(self._server)
-        writers = [link.fd for link in links if link.out]
-        readable, writable, _ = select.select(readers, writers, [], wait)
-        if self._server is not None and self._server in readable:
-            conn, _ = self._server.accept()
-            conn.setblocking(False)
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._next_link += 1
-            self._links[self._next_link] = _Link(conn, self.responder.frame_limit)
-        for key, link in list(self._links.items()):
-            if link.fd not in readable:
-                continue
-            data = link.recv()
-            if link.closed:  # a TCP host hung up
-                del self._links[key]
-                continue
-            now = time.monotonic()
-            self.stats.bytes_in += len(data)
-            for frame in link.splitter.feed(data):
-                self._inbound(key, frame, now)
+        writers = [link.fd for _, link in links if link.out]
+        readable, _, _ = select.select(readers, writers, [], wait)
+        for key, link in links:  # first: a host that hung up frees its place
+            if link.fd in readable and not link.closed:
+                self._read(key, link)
                 if self._stop.is_set():
                     return
+        if self._server is not None and self._server in readable:
+            self._accept()
         self._advance(time.monotonic())
-        for link in list(self._links.values()):
+        self._flush()
+
+    # -- connections --------------------------------------------------------------------
+    def _accept(self) -> None:
+        """A host connects: a device for it, a refusal, or (past the cap) a closed door."""
+        assert self._server is not None
+        try:
+            conn, _ = self._server.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        if len(self._links) >= self.max_connections:
+            self.stats.refused += 1
+            conn.close()
+            return
+        conn.setblocking(False)
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+        served = sum(link.responder is not None for link in self._links.values())
+        responder: Responder | None = None
+        if served < self.clients:
+            responder = self.responder if self.clients == 1 else Responder(
+                self.device, seed=self.fault_seed * 7919 + self._next_link + 1,
+                **self._responder_options)
+        else:
+            self.stats.refused += 1
+        self._next_link += 1
+        self._links[self._next_link] = Connection(conn, self.responder.frame_limit, responder)
+
+    def _read(self, key: int, link: Connection) -> None:
+        data = link.recv()
+        if link.closed:  # a TCP host hung up
+            self._drop_link(key)
+            return
+        now = time.monotonic()
+        self.stats.bytes_in += len(data)
+        for frame in link.splitter.feed(data):
+            if link.responder is None:
+                self._refuse(link, frame)
+                continue
+            self._inbound(key, frame, now)
+            if self._stop.is_set() or link.closed:
+                return
+
+    def _refuse(self, link: Connection, frame: bytes) -> None:
+        """Answer a refused host's first frame ERROR 8 "in use"; ignore the rest."""
+        seq = seq_of(frame)
+        if link.answered or seq is None:
+            return
+        link.answered = True
+        link.out += P.encode_frame(P.ERROR, seq, P.error_payload(
+            P.HARDWARE, f"{IN_USE}: this emulator serves {self.clients} host(s) at a time "
+                        f"and all are connected (phys emulate --clients N for more)"))
+
+    def _flush(self) -> None:
+        now = time.monotonic()
+        for key, link in list(self._links.items()):
             if link.out:
                 self.stats.bytes_out += link.send()
+            if link.responder is not None and not link.closed:
+                continue
+            if link.closed or now > link.refused_until:
+                self._drop_link(key)
+            elif link.answered and not link.out:  # said why; the host hangs up next
+                with contextlib.suppress(OSError):
+                    link.fd.shutdown(socket.SHUT_WR)
+
+    def _drop_link(self, key: int) -> None:
+        link = self._links.pop(key, None)
+        if link is None:
+            return
+        link.close()
+        for direction in ("in", "out"):
+            self._held.pop((direction, key), None)
+        r = link.responder
+        if r is not None and r is not self.responder:
+            for name, value in r.stats.as_dict().items():
+                setattr(self._retired, name, getattr(self._retired, name) + value)
+
+    def device_stats(self) -> ResponderStats:
+        """The device side's counts, summed over every connection's device state."""
+        total = ResponderStats(**self.responder.stats.as_dict())
+        others = [link.responder for link in self._links.values()
+                  if link.responder is not None and link.responder is not self.responder]
+        for stats in [self._retired, *(r.stats for r in others)]:
+            for name, value in stats.as_dict().items():
+                setattr(total, name, getattr(total, name) + value)
+        return total
+
+    def _buffer(self, key: int, n: int, direction: str) -> bool:
+        """Count ``n`` more bytes held for connection ``key``; past :attr:`max_buffer`
+        a TCP host is cut off (a pty drops them) and ``False`` is returned."""
+        link = self._links.get(key)
+        if link is None:
+            return False
+        if link.buffered + n > self.max_buffer:
+            self.stats.overflow_bytes += n
+            if link.is_socket:
+                self.stats.cut_off += 1
+                self._drop_link(key)
+            return False
+        if direction == "in":
+            link.pending_in += n
+        elif direction == "held":
+            link.held_out += n
+        return True
+
+    def _unbuffer(self, key: int, n: int, direction: str) -> None:
+        link = self._links.get(key)
+        if link is not None:
+            if direction == "in":
+                link.pending_in = max(0, link.pending_in - n)
+            else:
+                link.held_out = max(0, link.held_out - n)
 
     # -- wall clock: delayed frames and the model's next event ------------------------
     def _next_wakeup(self) -> float:
@@ -339,6 +432,7 @@ class Emulator:
             if direction == "in":
                 self._submit(link, frame, now)
             else:
+                self._unbuffer(link, len(frame), "held")
                 self._write_frame(link, frame)
 
     def _advance(self, now: float) -> None:
@@ -360,6 +454,8 @@ class Emulator:
         held = self._held.get(key, 0.0)
         if not late and held <= now:
             return False
+        if direction == "out" and not self._buffer(link, len(frame), "held"):
+            return True  # thrown away: the host does not read
         release = max(held, now + self.faults.delay_seconds if late else now)
         self._held[key] = release
         self._tick += 1
@@ -387,6 +483,8 @@ class Emulator:
         copies = 2 if self._hit("duplicate") else 1
         late = self._hit("delay")
         for _ in range(copies):
+            if not self._buffer(link, len(frame), "in"):
+                return
             if not self._pass(now, "in", link, frame, late):
                 self._submit(link, frame, now)
 
@@ -404,14 +502,10 @@ class Emulator:
                 self._write_frame(link, frame)
 
     def _write_frame(self, key: int, frame: bytes) -> None:
-        link = self._links.get(key)
-        if link is None:  # that host has gone
-            return
-        if len(link.out) + len(frame) > MAX_PENDING_OUTPUT:
-            self.stats.overflow_bytes += len(frame)
+        if not self._buffer(key, len(frame), "out"):  # gone, or cut off for not reading
             return
         self.stats.frames_out += 1
-        link.out += frame
+        self._links[key].out += frame
 
     # -- the simpy model ----------------------------------------------------------------
     def _line_time(self, n_bytes: int) -> float:
@@ -427,6 +521,7 @@ class Emulator:
         with self._line_in.request() as turn:
             yield turn
             yield env.timeout(self._line_time(len(frame) + 1))
+        self._unbuffer(link, len(frame), "in")
         if len(self._rx.items) >= self._rx.capacity:
             seq = seq_of(frame)
             self.stats.busy += 1
@@ -440,14 +535,18 @@ class Emulator:
         env = self.env
         while True:
             link, frame = yield self._rx.get()
+            holder = self._links.get(link)
+            if holder is None or holder.responder is None:  # that host has gone
+                continue
+            responder = holder.responder
             if self._hit("reset"):
-                self.responder.power_up()
-                self._rx.items.clear()
+                responder.power_up()
+                self._rx.items[:] = [item for item in self._rx.items if item[0] != link]
                 self.stats.resets += 1
                 continue
             if self.turnaround:
                 yield env.timeout(self.turnaround)
-            answers, rows = self.responder.handle(frame)
+            answers, rows = responder.handle(frame)
             if rows:
                 with self._unit.request() as turn:
                     yield turn
@@ -462,57 +561,3 @@ class Emulator:
             yield turn
             yield self.env.timeout(self._line_time(len(frame)))
         self._outbound(link, frame)
-
-
-def serve(device: str, device_options: dict[str, Any], *, tcp: int | None = None,
-          port_file: str | None = None, duration: float | None = None,
-          threads: int | None = None, **options: Any) -> EmulatorStats:
-    """What ``phys emulate`` runs: open simulator ``device``, serve it on a new pty (or TCP
-    port ``tcp``), print the port and write it to ``port_file``; serve until Ctrl-C,
-    SIGTERM, an unplug fault or ``duration`` seconds; ``threads`` sets torch's thread
-    count for the simulator (a stand-in should not crowd the host). Returns the final
-    stats."""
-    import signal
-
-    from phys import registry
-    from phys.atomic import write_text
-
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
-    backend = registry.open(device, **device_options)
-    try:
-        emulator = Emulator(backend, **options)
-        port = emulator.open_pty() if tcp is None else emulator.open_tcp(port=tcp)
-        r = emulator.responder
-        clock = "real time" if emulator.realtime else "virtual time"
-        print(f"serving {r.name} (n_in={r.n_in}, n_out={r.n_out}, {r.dtype}, max_batch="
-              f"{r.max_batch}) at {emulator.baudrate} baud, {clock}, on", flush=True)
-        print(port, flush=True)
-        if port_file:
-            write_text(port_file, port + "\n")
-        timer = threading.Timer(duration, emulator.request_stop) if duration else None
-        if timer is not None:
-            timer.daemon = True
-            timer.start()
-        previous = signal.signal(signal.SIGTERM, lambda *_: emulator.request_stop()) \
-            if threading.current_thread() is threading.main_thread() else None
-        try:
-            emulator.serve_forever()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            if timer is not None:
-                timer.cancel()
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
-        s, rs = emulator.stats, r.stats
-        print(f"{'unplugged' if s.unplugged else 'stopped'}: {s.frames_in} frames in, "
-              f"{s.frames_out} out, {rs.measured_samples} samples measured "
-              f"({rs.memory_answers} answers repeated from memory), lab time "
-              f"{s.lab_seconds:.3f} s" + (f", faults {s.faults}" if s.faults else ""),
-              flush=True)
-        return s
-    finally:
-        backend.close()

@@ -82,7 +82,12 @@ delay_seconds=0.2)
 @dataclass
 class EmulatorStats:
     """Link-side counts: frames and bytes each way, faults that struck (by kind and
-    direction), answers refused for a full queue, and the modelled lab time."""
+    direction), answers refused for a full queue, and the modelled lab time.
+
+    ``refused`` counts TCP connections turned away (every client place taken, or past
+    the connection cap), ``cut_off`` connections closed for holding more than the buffer
+    cap, ``overflow_bytes`` the bytes thrown away past that cap.
+    """
 
     frames_in: int = 0
     frames_out: int = 0
@@ -94,6 +99,8 @@ class EmulatorStats:
     lab_seconds: float = 0.0
     measuring_seconds: float = 0.0
     overflow_bytes: int = 0
+    refused: int = 0
+    cut_off: int = 0
 
     def __post_init__(self) -> None:
         self.faults: dict[str, int] = {}

@@ -25,7 +25,9 @@ def inputs(n, rows, seed=0):
 
 @pytest.mark.parametrize("tcp", [None, 0], ids=["pty", "tcp"])
 def test_driver_passes_check_device_against_the_emulator(tcp):
-    with Emulator.serving("cavity", tcp=tcp, max_batch=16, **BACKEND) as lab:
+    # on TCP the "seeded" check opens a second device while the first is open: two clients
+    clients = 1 if tcp is None else 2
+    with Emulator.serving("cavity", tcp=tcp, max_batch=16, clients=clients, **BACKEND) as lab:
         assert lab.port.startswith("/dev/" if tcp is None else "socket://")
         passed = check_device(SerialDevice(lab.port), reopen=lambda: SerialDevice(lab.port))
         assert "batch-split" in passed and "seeded" in passed
