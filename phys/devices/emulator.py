@@ -82,6 +82,9 @@ class Emulator:
         **responder_options: ``dtype``, ``max_batch``, ``max_frame``, ``out_range``,
             ``name`` of :class:`~phys.devices.responder.Responder`.
 
+    :attr:`responder` is the device state of the pty, and of every TCP connection when
+    ``clients`` is 1; :meth:`device_stats` sums the counts of all device states.
+
     Examples::
 
         >>> import phys, torch
