@@ -206,17 +206,19 @@ class RunDir:
         return {self.path / METRICS: metrics_csv(history)}
 
     # -- reading ----------------------------------------------------------------------
-    def load(self) -> tuple[dict[str, Any], Path]:
+    def load(self, *, resuming: bool = False) -> tuple[dict[str, Any], Path]:
         """The newest checkpoint whose checksum verifies, and its path.
 
         A damaged, truncated or missing ``checkpoint.pt`` is reported with a
         :class:`CheckpointWarning` naming the file and why, and ``checkpoint.prev.pt`` is
-        used. The checkpoint used must have been written for the ``config.json`` that is
-        there now.
+        used. With ``resuming`` the checkpoint must also have been written for the
+        ``config.json`` that is there now (a finished run's model may be loaded with an
+        edited one, e.g. its device moved to another port).
 
         Raises:
             CheckpointError: neither file verifies (the message says why for each), or
-                ``config.json`` was changed since the checkpoint was written.
+                (``resuming``) ``config.json`` was changed since the checkpoint was
+                written.
         """
         problems = []
         for path in (self.latest, self.previous):
@@ -224,7 +226,8 @@ class RunDir:
             if state is None:
                 problems.append(f"{path.name} {problem}")
                 continue
-            self._check_config(state, path, problem)
+            if resuming:
+                self._check_config(state, path, problem)
             if problems:
                 warnings.warn(f"{self.path}: {'; '.join(problems)}; resuming from {path.name} "
                               f"(epoch {state['epoch']})", CheckpointWarning, stacklevel=2)

@@ -77,7 +77,7 @@ def train_level(level: int, seed: int, images: Sequence[Any], config: SwapConfig
     with torch.random.fork_rng(devices=[]):
         clock = Clock()
         if resume:
-            state, used = run.load()
+            state, used = run.load(resuming=True)
             check_state(state, used, epochs=config.epochs,
                         batches=len(range(0, len(x_tr), config.batch_size)))
             restore_train(trainer, state, "swap", run.path)
@@ -95,7 +95,7 @@ def _one_run(level: int, seed: int, run: RunDir, images: Sequence[Any], config: 
     """A run of the study: kept when finished and ``resume``, else trained (continued
     from its checkpoint with ``resume``); its results are written into ``run``."""
     if resume and run.finished():
-        run.load()  # written for this config.json: refused if edited
+        run.load(resuming=True)  # written for this config.json: refused if edited
         done = json.loads(run.results.read_text())
         bar.update(config.epochs * steps)
         return done["row"], done["history"]

@@ -32,7 +32,7 @@ def check_run_options(checkpoint_every: Any, device_wait: Any) -> None:
 
 def _saved_state(spec: Any, run_dir: RunDir) -> tuple[dict[str, Any], Path]:
     """The checkpoint to resume from, verified (checksums, ``config.json``, epoch)."""
-    state, used = run_dir.load()
+    state, used = run_dir.load(resuming=True)
     check_kind(state, "train", run_dir.path)
     check_state(state, used, epochs=spec.epochs)
     return state, used

@@ -150,3 +150,4 @@ def test_an_edited_config_json_is_refused_on_resume(run, capsys, one_thread):
     run.config_path.write_text(json.dumps(saved))
     with pytest.raises(CheckpointError, match=r"lr: 0\.01 in checkpoint\.pt, 0\.5 in config"):
         train_run(TrainSpec(**{**CONFIG, "lr": 0.5}), out=run.path, resume=True)
+    assert run.load()[1] == run.latest  # a finished run's model loads (not a resume)
