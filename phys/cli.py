@@ -150,6 +150,7 @@ def _train_parser() -> _Parser:
                      help="continue the run in DIR from its latest checkpoint (its options "
                           "are taken from DIR; options given must match them)")
     add_options(p, RunOptions, group=run)
+    p.flags.update(out="--out", resume="--resume")
     return p
 
 
@@ -190,6 +191,7 @@ def _swap_parser() -> _Parser:
                    help="continue the study in DIR: finished runs are kept, the others "
                         "continue from their checkpoints")
     add_options(p, RunOptions, skip=("device_wait",))
+    p.flags.update(out="--out", resume="--resume")
     return p
 
 
@@ -313,12 +315,14 @@ def _resumed(resume: str, out: str | None, kind: str, cls: type,
 def _cmd_train(args: argparse.Namespace) -> int:
     from phys.experiment import RunOptions, TrainSpec
     from phys.runs import DeviceLost, train
+    from phys.runs.lock import check_out
 
     typed = given(args, TrainSpec)
     if args.resume is not None:
+        check_out(args.resume, "resume")
         spec, out = _resumed(args.resume, args.out, "train", TrainSpec, typed), args.resume
     else:
-        spec, out = TrainSpec(**typed), args.out or "runs/train"
+        spec, out = TrainSpec(**typed), "runs/train" if args.out is None else args.out
     try:
         results = train(spec, out=out, resume=args.resume is not None,
                         **vars(RunOptions(**given(args, RunOptions))))
@@ -408,15 +412,17 @@ def _torch_device(name: str) -> Any:
 def _cmd_swap(args: argparse.Namespace) -> int:
     from phys.experiment import RunOptions
     from phys.quantum.study import SwapConfig
+    from phys.runs.lock import check_out
     from phys.runs.swap import CSV, EPOCHS_CSV, PLOT, run_study
 
     typed = given(args, SwapConfig)
     if "gain" in typed:
         typed["gain"] = _gain(typed["gain"])
     if args.resume is not None:
+        check_out(args.resume, "resume")
         config, out = _resumed(args.resume, args.out, "swap", SwapConfig, typed), args.resume
     else:
-        config, out = SwapConfig(**typed), args.out or "runs/swap"
+        config, out = SwapConfig(**typed), "runs/swap" if args.out is None else args.out
     run_options = RunOptions(**given(args, RunOptions))
     if args.threads is not None:
         if args.threads < 1:

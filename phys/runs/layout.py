@@ -1,5 +1,6 @@
 """The files of a run directory (see :mod:`phys.runs`): their names, ``config.json`` and
-refusing a resume that does not fit, and writing and reading checkpoints atomically."""
+refusing a run or a resume that does not fit, and writing checkpoints atomically and
+reading them only when their checksums verify (:mod:`phys.runs.checksum`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from phys import atomic
+from phys.runs.checksum import config_digest, seal, unseal
+from phys.runs.lock import RunLock
 
 __all__ = ["CONFIG", "FORMAT", "LATEST", "METRICS", "PREVIOUS", "RESULTS", "VERSION",
            "CheckpointError", "CheckpointWarning", "RunDir", "config_diff", "jsonable"]
@@ -22,7 +25,9 @@ FORMAT, VERSION = "physnn-run", 1
 
 
 class CheckpointError(ValueError):
-    """No readable checkpoint in a run directory; the message names every file tried."""
+    """No checkpoint in a run directory can be used: none verifies (the message names
+    every file tried and why), or the one that does was written for another
+    ``config.json`` or holds values out of range."""
 
 
 class CheckpointWarning(RuntimeWarning):
@@ -67,6 +72,7 @@ class RunDir:
         self.latest = self.path / LATEST
         self.previous = self.path / PREVIOUS
         self.results = self.path / RESULTS
+        self._config: str | None = None  # config_digest of config.json, once known
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
@@ -84,6 +90,11 @@ class RunDir:
             raise ValueError(f"{self.config_path}: not a run configuration")
         return saved
 
+    def lock(self) -> RunLock:
+        """The directory's writer lock, to hold (``with``) while a run writes here: a
+        second writer is refused naming the holder's pid (see :mod:`phys.runs.lock`)."""
+        return RunLock(self.path)
+
     def has_checkpoint(self) -> bool:
         return self.latest.exists() or self.previous.exists()
 
@@ -97,8 +108,8 @@ class RunDir:
 
         With ``resume``: the directory must hold a run of ``kind`` with this ``config``
         (otherwise the message lists every difference) and saved progress (``saved``;
-        by default: a checkpoint) or results. Without: it must not hold an unfinished run
-        with saved progress, unless ``overwrite``.
+        by default: a checkpoint) or results. Without: it must not hold a finished run,
+        or an unfinished run with saved progress, unless ``overwrite``.
 
         Raises:
             ValueError: with what to do instead.
@@ -118,9 +129,13 @@ class RunDir:
                                  f"configuration:\n  " + "\n  ".join(diff))
             if not saved and not self.finished():
                 raise ValueError(f"cannot resume {self.path}: no checkpoint to resume from")
-        elif config_saved is not None and saved and not self.finished() and not overwrite:
-            raise ValueError(f"{self.path} holds an unfinished run; continue it "
-                             f"(resume=True) or start it again (overwrite=True)")
+        elif config_saved is not None and not overwrite:
+            if self.finished():
+                raise ValueError(f"{self.path} holds a finished run; keep it (choose "
+                                 f"another directory) or run it again (overwrite=True)")
+            if saved:
+                raise ValueError(f"{self.path} holds an unfinished run; continue it "
+                                 f"(resume=True) or start it again (overwrite=True)")
 
     # -- writing ----------------------------------------------------------------------
     def start(self, kind: str, config: Mapping[str, Any], *, fresh: bool) -> None:
@@ -134,8 +149,10 @@ class RunDir:
         if fresh:
             for path in (self.latest, self.previous, self.results, self.path / METRICS):
                 path.unlink(missing_ok=True)
-        atomic.write_json(self.config_path, {"format": FORMAT, "version": VERSION,
-                                             "kind": kind, "config": jsonable(dict(config))})
+        saved = {"format": FORMAT, "version": VERSION, "kind": kind,
+                 "config": jsonable(dict(config))}
+        atomic.write_json(self.config_path, saved)
+        self._config = config_digest(saved)
 
     def save(self, state: Mapping[str, Any]) -> None:
         """Write ``state`` as the latest checkpoint; the latest so far becomes the
@@ -152,16 +169,24 @@ class RunDir:
         return buf.getvalue()
 
     def write(self, data: bytes) -> None:
-        """Write checkpoint bytes from :meth:`serialize` (see :meth:`save`)."""
-        with atomic.atomic_path(self.latest) as tmp:
-            tmp.write_bytes(data)
-            if self.latest.exists():
-                self._keep_previous()
+        """Write checkpoint bytes from :meth:`serialize` (see :meth:`save`), sealed with
+        their checksum and that of ``config.json`` (:func:`~phys.runs.checksum.seal`).
+
+        Raises:
+            phys.atomic.WriteError: the file cannot be written (a full disk: the message
+                says so); the checkpoints there are left as they were.
+        """
+        if self._config is None:
+            self._config = config_digest(self.read_config())
+        atomic.write_bytes(self.latest, seal(data, self._config),
+                           before_replace=self._keep_previous)
 
     def _keep_previous(self) -> None:
         """Make the latest checkpoint the previous one, the latest staying in place
         until the new one replaces it (a hard link; a rename where links are not
         supported)."""
+        if not self.latest.exists():
+            return
         link = self.path / f".{PREVIOUS}.{os.getpid()}.link"
         try:
             link.unlink(missing_ok=True)
@@ -181,33 +206,70 @@ class RunDir:
         return {self.path / METRICS: metrics_csv(history)}
 
     # -- reading ----------------------------------------------------------------------
-    def load(self) -> tuple[dict[str, Any], Path]:
-        """The newest readable checkpoint and its path.
+    def load(self, *, resuming: bool = False) -> tuple[dict[str, Any], Path]:
+        """The newest checkpoint whose checksum verifies, and its path.
 
-        A damaged or truncated ``checkpoint.pt`` is reported with a
-        :class:`CheckpointWarning` naming the file, and ``checkpoint.prev.pt`` is used.
+        A damaged, truncated or missing ``checkpoint.pt`` is reported with a
+        :class:`CheckpointWarning` naming the file and why, and ``checkpoint.prev.pt`` is
+        used. With ``resuming`` the checkpoint must also have been written for the
+        ``config.json`` that is there now (a finished run's model may be loaded with an
+        edited one, e.g. its device moved to another port).
 
         Raises:
-            CheckpointError: neither file can be read (the message says why for each).
+            CheckpointError: neither file verifies (the message says why for each), or
+                (``resuming``) ``config.json`` was changed since the checkpoint was
+                written.
         """
-        import torch
-
         problems = []
         for path in (self.latest, self.previous):
-            if not path.exists():
-                problems.append(f"{path.name} is missing")
+            state, problem = self._read(path)
+            if state is None:
+                problems.append(f"{path.name} {problem}")
                 continue
-            try:
-                state = torch.load(path, map_location="cpu", weights_only=True)
-            except Exception as err:  # truncated zip, bad pickle, bad tensor data ...
-                text = str(err).splitlines()[0] if str(err) else type(err).__name__
-                problems.append(f"{path.name} is damaged or truncated ({text})")
-                continue
-            if not isinstance(state, dict) or "epoch" not in state:
-                problems.append(f"{path.name} is not a checkpoint of this run")
-                continue
+            if resuming:
+                self._check_config(state, path, problem)
             if problems:
                 warnings.warn(f"{self.path}: {'; '.join(problems)}; resuming from {path.name} "
                               f"(epoch {state['epoch']})", CheckpointWarning, stacklevel=2)
             return state, path
         raise CheckpointError(f"{self.path}: no readable checkpoint: {'; '.join(problems)}")
+
+    @staticmethod
+    def _read(path: Path) -> tuple[dict[str, Any] | None, str]:
+        """The state in checkpoint file ``path`` and the config digest it records, or
+        ``None`` and what is wrong with the file."""
+        import torch
+
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None, "is missing"
+        except OSError as err:
+            return None, f"cannot be read ({err.strerror})"
+        config, why = unseal(data)
+        if config is None:
+            return None, f"is damaged or truncated: {why}"
+        try:
+            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        except Exception as err:  # a checkpoint sealed from bad bytes
+            text = str(err).splitlines()[0] if str(err) else type(err).__name__
+            return None, f"is damaged or truncated ({text})"
+        if not isinstance(state, dict) or "epoch" not in state:
+            return None, "is not a checkpoint of this run"
+        return state, config
+
+    def _check_config(self, state: Mapping[str, Any], path: Path, recorded: str) -> None:
+        """``CheckpointError`` unless ``config.json`` is the one ``path`` was written for."""
+        saved = self.read_config()
+        if config_digest(saved) == recorded:
+            return
+        diff = []
+        if saved is not None and isinstance(state.get("spec"), Mapping):
+            diff = [line.replace(" in the run, ", f" in {path.name}, ").replace(
+                " now", f" in {CONFIG}") for line in config_diff(state["spec"],
+                                                                 saved["config"])]
+        detail = f": {'; '.join(diff)}" if diff else ""
+        raise CheckpointError(f"cannot resume {self.path}: {CONFIG} was changed after "
+                              f"{path.name} was written (its checksum is not the one the "
+                              f"checkpoint records); put it back or start the run again "
+                              f"(overwrite=True){detail}")

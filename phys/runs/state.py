@@ -3,6 +3,7 @@ the devices' counters and noise generators, PAT's twins, and the run's configura
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Mapping
@@ -10,7 +11,7 @@ from typing import Any
 
 from phys.runs.layout import FORMAT, VERSION, CheckpointError
 
-__all__ = ["Clock", "check_kind", "device_state", "load_device_state", "restore_rng",
+__all__ = ["Clock", "check_kind", "check_state", "device_state", "load_device_state", "restore_rng",
            "restore_train", "rng_state", "train_state"]
 
 
@@ -95,6 +96,41 @@ def check_kind(state: Mapping[str, Any], kind: str, where: Any = "the run") -> N
     if state.get("kind") != kind:
         raise CheckpointError(f"{where}: the checkpoint is not a {kind!r} run's "
                               f"(it is {state.get('kind')!r})")
+
+
+def _count(value: Any, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= high
+
+
+def check_state(state: Mapping[str, Any], where: Any, *, epochs: int,
+                batches: int | None = None) -> None:
+    """Refuse a checkpoint whose counters are out of range, naming the value: its
+    ``epoch`` must be one of 0 to ``epochs`` (the run's), its history have a row per
+    epoch done, its ``seconds`` be finite and >= 0, and its position within an epoch
+    (``progress``) one of 0 to ``batches`` (the batches of an epoch, where known).
+
+    Raises:
+        CheckpointError: naming ``where`` (the checkpoint file) and the value.
+    """
+    epoch, history, seconds = state.get("epoch"), state.get("history"), state.get("seconds")
+    if not _count(epoch, epochs):
+        raise CheckpointError(f"{where}: epoch {epoch!r} is out of range: the run has "
+                              f"{epochs} epochs (0 to {epochs} done)")
+    if not isinstance(history, list) or len(history) != epoch:
+        rows = len(history) if isinstance(history, list) else repr(history)
+        raise CheckpointError(f"{where}: history has {rows} rows for epoch {epoch}")
+    if (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
+            or not math.isfinite(seconds) or seconds < 0):
+        raise CheckpointError(f"{where}: seconds {seconds!r} is out of range "
+                              f"(a finite number >= 0)")
+    progress = state.get("progress")
+    if progress is None:
+        return
+    done = progress.get("batches") if isinstance(progress, Mapping) else None
+    if epoch == epochs or not _count(done, batches if batches is not None else 2**62):
+        limit = "" if batches is None else f" (0 to {batches} batches an epoch)"
+        raise CheckpointError(f"{where}: batch position {done!r} in epoch {epoch + 1} is "
+                              f"out of range for a run of {epochs} epochs{limit}")
 
 
 def restore_train(trainer: Any, state: Mapping[str, Any], kind: str = "train",

@@ -27,8 +27,9 @@ from phys.quantum.study import (
 )
 from phys.runs.keeper import Keeper, check_every
 from phys.runs.layout import RunDir, jsonable
+from phys.runs.lock import check_out
 from phys.runs.provenance import versions
-from phys.runs.state import Clock, restore_train, train_state
+from phys.runs.state import Clock, check_state, restore_train, train_state
 from phys.train.callbacks import Callback
 
 __all__ = ["CSV", "EPOCHS_CSV", "PLOT", "run_study", "train_level"]
@@ -76,7 +77,9 @@ def train_level(level: int, seed: int, images: Sequence[Any], config: SwapConfig
     with torch.random.fork_rng(devices=[]):
         clock = Clock()
         if resume:
-            state, _ = run.load()
+            state, used = run.load(resuming=True)
+            check_state(state, used, epochs=config.epochs,
+                        batches=len(range(0, len(x_tr), config.batch_size)))
             restore_train(trainer, state, "swap", run.path)
             clock = Clock(float(state["seconds"]))
         keep = [] if run is None else [Keeper(run, lambda: train_state(
@@ -92,6 +95,7 @@ def _one_run(level: int, seed: int, run: RunDir, images: Sequence[Any], config: 
     """A run of the study: kept when finished and ``resume``, else trained (continued
     from its checkpoint with ``resume``); its results are written into ``run``."""
     if resume and run.finished():
+        run.load(resuming=True)  # written for this config.json: refused if edited
         done = json.loads(run.results.read_text())
         bar.update(config.epochs * steps)
         return done["row"], done["history"]
@@ -103,6 +107,16 @@ def _one_run(level: int, seed: int, run: RunDir, images: Sequence[Any], config: 
                                callbacks=callbacks, **train)
     atomic.write_json(run.results, {"row": row, "history": history, "versions": versions()})
     return row, history
+
+
+def _check_runs(runs: Mapping[tuple[int, int], RunDir], settings: Mapping[str, Any],
+                resume: bool) -> None:
+    """With ``resume``: each run begun must be the study's own (``config.json`` of the
+    run and of the study not edited apart); refused before the images load."""
+    for (level, seed), run in runs.items():
+        if resume and run.read_config() is not None:
+            run.check("swap-run", {**settings, "level": level, "seed": seed}, resume=True,
+                      saved=True)
 
 
 def _write_study(out: Path, config: SwapConfig, rows: list[dict[str, Any]],
@@ -140,18 +154,33 @@ def run_study(config: SwapConfig, out: str | Path, *, progress: bool = False,
     ``callbacks`` are given to every run's :meth:`~phys.train.base.Trainer.fit`. torch's
     global random state is left as it was.
 
+    ``out`` is locked while the study writes it (see :mod:`phys.runs.lock`).
+
     Returns:
         The per-run rows and the summary table (Markdown).
 
     Raises:
-        ValueError: ``resume`` of a study with another configuration (the message lists
-            the differences), or an unfinished study in ``out`` without ``resume`` or
-            ``overwrite``.
+        ValueError: ``out`` cannot be a run directory (empty, a file, under a file,
+            read-only), ``resume`` of a study with another configuration (the message
+            lists the differences), or a study in ``out`` (finished, or unfinished with
+            saved progress) without ``resume`` or ``overwrite``.
+        phys.runs.CheckpointError: a run's checkpoint does not verify or is out of range.
+        phys.runs.lock.RunLocked: another process writes ``out`` (its pid is named).
+        phys.atomic.WriteError: a file cannot be written (a full disk).
     """
+    check_every(checkpoint_every)
+    out = check_out(out)
+    with RunDir(out).lock():
+        return _study(config, out, progress=progress, resume=resume, overwrite=overwrite,
+                      checkpoint_every=checkpoint_every, device=device, callbacks=callbacks)
+
+
+def _study(config: SwapConfig, out: Path, *, progress: bool, resume: bool,
+           overwrite: bool, checkpoint_every: int | None, device: Any,
+           callbacks: Sequence[Callback]) -> tuple[list[dict[str, Any]], str]:
+    """:func:`run_study` with ``out`` locked."""
     from tqdm.auto import tqdm
 
-    check_every(checkpoint_every)
-    out = Path(out)
     top = RunDir(out)
     settings = jsonable(vars(config))
     runs = {(level, seed): RunDir(out / "runs" / f"level{level}-seed{seed}")
@@ -159,6 +188,7 @@ def run_study(config: SwapConfig, out: str | Path, *, progress: bool = False,
             for seed in range(config.first_seed, config.first_seed + config.seeds)}
     saved = any(r.has_checkpoint() or r.finished() for r in runs.values())
     top.check("swap", settings, resume=resume, overwrite=overwrite, saved=saved)
+    _check_runs(runs, settings, resume)
     images = load_images(config.data, subset=config.subset, test_subset=config.test_subset)
     top.start("swap", settings, fresh=not resume)
     steps = math.ceil(len(images[0]) / config.batch_size)

@@ -3,6 +3,8 @@ files in a run directory, resuming it, and surviving a lab device that stops ans
 
 from __future__ import annotations
 
+import contextlib
+import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -10,8 +12,9 @@ from typing import Any
 from phys.runs.device_loss import DeviceGuard
 from phys.runs.keeper import Keeper, check_every
 from phys.runs.layout import RunDir, jsonable
+from phys.runs.lock import check_out
 from phys.runs.provenance import versions
-from phys.runs.state import Clock, check_kind, restore_train, train_state
+from phys.runs.state import Clock, check_kind, check_state, restore_train, train_state
 from phys.train.callbacks import Callback, EpochEnd
 
 __all__ = ["check_run_options", "train"]
@@ -27,25 +30,45 @@ def check_run_options(checkpoint_every: Any, device_wait: Any) -> None:
     RunOptions(device_wait=device_wait)
 
 
-def _prepare(spec: Any, out: str | Path | None, *, resume: bool, overwrite: bool
-             ) -> tuple[dict[str, Any], RunDir | None, Any, Any, Any]:
-    """The run's configuration, directory, parsed device, dataset and checkpoint
-    (``None``: a new run); refuses what does not fit before any device opens."""
+def _saved_state(spec: Any, run_dir: RunDir) -> tuple[dict[str, Any], Path]:
+    """The checkpoint to resume from, verified (checksums, ``config.json``, epoch)."""
+    state, used = run_dir.load(resuming=True)
+    check_kind(state, "train", run_dir.path)
+    check_state(state, used, epochs=spec.epochs)
+    return state, used
+
+
+def _prepare(spec: Any, run_dir: RunDir | None, *, resume: bool, overwrite: bool
+             ) -> tuple[dict[str, Any], Any, Any, Any]:
+    """The run's configuration, parsed device, dataset and checkpoint (``None``: a new
+    run); refuses what does not fit (the run directory, its checkpoint) before the data
+    loads and before any device opens."""
     from phys import data
     from phys.experiment import prepare
 
     config = jsonable(vars(spec))
-    run_dir = None if out is None else RunDir(out)
-    if run_dir is None and resume:
-        raise ValueError("resume needs the run directory (out)")
+    state = used = None
     if run_dir is not None:
         run_dir.check("train", config, resume=resume, overwrite=overwrite)
+        if resume:
+            state, used = _saved_state(spec, run_dir)
     device = prepare(spec)  # the device is parsed here, once, and fails before the data
     dataset = data.load(spec.data, **spec.data_options)
-    state = run_dir.load()[0] if resume and run_dir is not None else None
     if state is not None:
-        check_kind(state, "train", run_dir.path)
-    return config, run_dir, device, dataset, state
+        batches = len(range(0, len(dataset.x_train), spec.batch_size))
+        check_state(state, used, epochs=spec.epochs, batches=batches)
+    return config, device, dataset, state
+
+
+def _finished(spec: Any, run_dir: RunDir) -> dict[str, Any]:
+    """The results of the finished run in ``run_dir``, once it is checked to be this
+    run (configuration, checkpoint); nothing is trained or written."""
+    run_dir.check("train", jsonable(vars(spec)), resume=True)
+    _saved_state(spec, run_dir)
+    try:
+        return json.loads(run_dir.results.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{run_dir.results}: unreadable results: {err}") from None
 
 
 def _callbacks(run_dir: RunDir | None, state: Callable[[], Mapping[str, Any]],
@@ -114,9 +137,10 @@ def train(spec: Any, *, out: str | Path | None = None, progress: bool = False,
         out: Run directory.
         progress: Show progress bars.
         on_epoch: Called with each epoch's metrics.
-        resume: Continue the run in ``out`` from its latest readable checkpoint; ``spec``
-            must be the run's own (the error lists any difference).
-        overwrite: Start again in an ``out`` that holds an unfinished run.
+        resume: Continue the run in ``out`` from its latest checkpoint that verifies;
+            ``spec`` must be the run's own (the error lists any difference). A finished
+            run is left as it is: its results are returned.
+        overwrite: Start again in an ``out`` that holds a run, finished or not.
         checkpoint_every: Batches between checkpoints within an epoch (0: epoch ends only).
         device_wait: Seconds to wait for a lab device that stops answering to come back
             (the run is saved first); then :class:`~phys.runs.DeviceLost` is raised.
@@ -128,18 +152,42 @@ def train(spec: Any, *, out: str | Path | None = None, progress: bool = False,
         The results dict written to ``results.json`` (with the ``versions`` of
         :func:`phys.runs.provenance.versions`).
 
+    ``out`` is locked while the run writes it (see :mod:`phys.runs.lock`).
+
     Raises:
         ValueError: unknown dataset, device or trainer, bad options, a trainer that
             needs gradients the device cannot give, or a run directory that does not fit
-            (``resume`` of another configuration, an unfinished run without ``resume`` or
-            ``overwrite``) - before any query.
+            (``out`` empty, a file, under a file or read-only; ``resume`` of another
+            configuration, or with an edited ``config.json``; a run there without
+            ``resume`` or ``overwrite``) - before the data loads or a device opens.
+        phys.runs.CheckpointError: (a ValueError) no checkpoint to resume from verifies,
+            or its values are out of range.
+        phys.runs.lock.RunLocked: another process writes ``out`` (its pid is named).
+        phys.atomic.WriteError: a file of the run cannot be written (a full disk).
         phys.runs.DeviceLost: a device stopped answering for longer than ``device_wait``.
     """
+    check_run_options(checkpoint_every, device_wait)
+    if out is None and resume:
+        raise ValueError("resume needs the run directory (out)")
+    run_dir = None if out is None else RunDir(check_out(out))
+    with contextlib.nullcontext() if run_dir is None else run_dir.lock():
+        if resume and run_dir.finished():
+            return _finished(spec, run_dir)
+        return _train(spec, run_dir, progress=progress, on_epoch=on_epoch, resume=resume,
+                      overwrite=overwrite, checkpoint_every=checkpoint_every,
+                      device_wait=device_wait, opener=opener,
+                      hint=resume_hint or f"phys train --resume {out}")
+
+
+def _train(spec: Any, run_dir: RunDir | None, *, progress: bool,
+           on_epoch: Callable[[dict[str, float]], None] | None, resume: bool,
+           overwrite: bool, checkpoint_every: int | None, device_wait: float, opener: Any,
+           hint: str) -> dict[str, Any]:
+    """:func:`train` with the run directory (if any) locked."""
     from phys.report import write_run
 
-    check_run_options(checkpoint_every, device_wait)
-    config, run_dir, device, dataset, state = _prepare(spec, out, resume=resume,
-                                                       overwrite=overwrite)
+    config, device, dataset, state = _prepare(spec, run_dir, resume=resume,
+                                              overwrite=overwrite)
     opened: list[Any] = []
     try:
         trainer, extra, clock = _build(spec, device, dataset, state, run_dir, opened, opener)
@@ -147,13 +195,13 @@ def train(spec: Any, *, out: str | Path | None = None, progress: bool = False,
             run_dir.start("train", config, fresh=state is None)
         callbacks, keeper = _callbacks(
             run_dir, lambda: train_state(trainer, config, extra, clock.seconds()),
-            checkpoint_every=checkpoint_every, device_wait=device_wait,
-            hint=resume_hint or f"phys train --resume {out}", on_epoch=on_epoch)
+            checkpoint_every=checkpoint_every, device_wait=device_wait, hint=hint,
+            on_epoch=on_epoch)
         trainer.fit(dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test,
                     callbacks=callbacks, progress=progress)
         results = _results(spec, trainer, extra, clock.seconds(), keeper, state)
         if run_dir is not None:
-            write_run(out, results, trainer.history, None,
+            write_run(run_dir.path, results, trainer.history, None,
                       title=f"{spec.trainer} on {spec.device} / {spec.data}")
         return results
     finally:

@@ -158,7 +158,6 @@ def test_an_unfinished_run_is_not_started_over_by_accident(tmp_path, capsys, one
             f"(--overwrite)") in capsys.readouterr().err
     assert main([*args, "--overwrite"]) == 0
     assert (out / "results.json").exists()
-    assert main(args) == 0  # a finished run may be run again
 
 
 def test_swap_study_resumes_after_an_interruption(tmp_path, one_thread):
