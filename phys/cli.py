@@ -217,6 +217,8 @@ def _sweep_parser() -> _Parser:
                    help="CPUs of the local Ray (default: all); ignored with --address")
     p.add_argument("--out", help="sweep directory (default: the file's [sweep] out, or "
                                  "runs/NAME for SWEEP.toml named NAME)")
+    p.add_argument("--yes", action="store_true", help="run a grid of more points than "
+                   "its [sweep] max_points (default: 1000) without asking")
     return p
 
 
@@ -459,7 +461,7 @@ def _cmd_swap(args: argparse.Namespace) -> int:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from phys.sweep import load_sweep, run_sweep
 
-    sweep = load_sweep(args.file, out=args.out)
+    sweep = load_sweep(args.file, out=args.out, yes=args.yes)
     outcome = run_sweep(sweep, address=args.address, num_cpus=args.num_cpus,
                         log=lambda text: print(text, flush=True))
     print(outcome.table, end="")
@@ -514,7 +516,8 @@ def _top_parser() -> argparse.ArgumentParser:
 
 
 #: Arguments that library messages name, as the command line spells them.
-KEYWORDS = {"resume=True": "--resume DIR", "overwrite=True": "--overwrite"}
+KEYWORDS = {"resume=True": "--resume DIR", "overwrite=True": "--overwrite",
+            "yes=True": "--yes"}
 
 
 def translate(message: str, flags: dict[str, str]) -> str:
