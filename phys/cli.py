@@ -461,6 +461,8 @@ def _cmd_swap(args: argparse.Namespace) -> int:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from phys.sweep import load_sweep, run_sweep
 
+    if args.num_cpus is not None and args.num_cpus < 1:
+        raise CLIError(f"--num-cpus must be >= 1, got {args.num_cpus}")
     sweep = load_sweep(args.file, out=args.out, yes=args.yes)
     outcome = run_sweep(sweep, address=args.address, num_cpus=args.num_cpus,
                         log=lambda text: print(text, flush=True))

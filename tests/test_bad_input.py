@@ -152,3 +152,10 @@ def test_a_large_grid_runs_when_allowed(tmp_path, capsys, monkeypatch):
     path.write_text("[sweep]\nmax_points = 3\n[grid]\nseed = [0, 1, 2]\n")
     assert main(["sweep", str(path), "--out", str(tmp_path / "o")]) == 0
     assert seen == [3, 3]
+
+
+def test_sweep_refuses_a_local_ray_without_cpus(tmp_path, capsys, no_work):
+    path = tmp_path / "grid.toml"
+    path.write_text("[grid]\nseed = [0]\n")
+    assert main(["sweep", str(path), "--num-cpus", "0"]) == 2
+    assert one_line_error(capsys) == "phys: error: --num-cpus must be >= 1, got 0"
