@@ -219,6 +219,8 @@ def _sweep_parser() -> _Parser:
                    help="CPUs of the local Ray (default: all); ignored with --address")
     p.add_argument("--out", help="sweep directory (default: the file's [sweep] out, or "
                                  "runs/NAME for SWEEP.toml named NAME)")
+    p.add_argument("--yes", action="store_true", help="run a grid of more points than "
+                   "its [sweep] max_points (default: 1000) without asking")
     return p
 
 
@@ -442,7 +444,9 @@ def _cmd_swap(args: argparse.Namespace) -> int:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from phys.sweep import load_sweep, run_sweep
 
-    sweep = load_sweep(args.file, out=args.out)
+    if args.num_cpus is not None and args.num_cpus < 1:
+        raise CLIError(f"--num-cpus must be >= 1, got {args.num_cpus}")
+    sweep = load_sweep(args.file, out=args.out, yes=args.yes)
     outcome = run_sweep(sweep, address=args.address, num_cpus=args.num_cpus,
                         log=lambda text: print(text, flush=True))
     print(outcome.table, end="")
@@ -497,7 +501,8 @@ def _top_parser() -> argparse.ArgumentParser:
 
 
 #: Arguments that library messages name, as the command line spells them.
-KEYWORDS = {"resume=True": "--resume DIR", "overwrite=True": "--overwrite"}
+KEYWORDS = {"resume=True": "--resume DIR", "overwrite=True": "--overwrite",
+            "yes=True": "--yes"}
 
 
 def translate(message: str, flags: dict[str, str]) -> str:

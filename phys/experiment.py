@@ -9,15 +9,17 @@ The command line and the sweep schema are generated from these fields.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import inspect
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from phys.device import Device
-from phys.options import Options, check_value, option
+from phys.options import OptionError, Options, check_value, option
 from phys.registry import DeviceSpec
 from phys.train.base import TrainConfig
 from phys.train.phyll import PhyLLConfig
@@ -29,6 +31,12 @@ __all__ = ["TRAINERS", "TWINS", "DataOptions", "DeviceOptions", "NetworkOptions"
 TRAINERS = ("phyll", "backprop", "pat")
 TWINS = ("surrogate", "simulator")
 ACTIVATIONS = ("relu", "abs")  # those of phys.layers.PhysicalLayer
+#: Bounds of the sizes a spec may ask for: generous for real use, refused above (a typo
+#: such as ``layers=1000000`` is an error, not a run that never ends).
+MAX_LAYERS = 100
+MAX_WIDTH = 65_536  # hidden units and measurements per layer
+MAX_TWIN_SAMPLES = 10_000_000
+MAX_DEVICE_WAIT = 7 * 24 * 3600.0  # seconds: a week
 
 
 def borrowed(owner: type, name: str, *, default: Any = dataclasses.MISSING,
@@ -50,8 +58,8 @@ class DeviceOptions(Options):
 
     device: str = option("cavity", help="registered device name or address, e.g. "
                          "pennylane:default.qubit; one device is opened per layer")
-    measurements: int = option(64, min=1, help="detectors n_out asked of each device, when "
-                               "it takes one")
+    measurements: int = option(64, min=1, max=MAX_WIDTH, help="detectors n_out asked of "
+                               "each device, when it takes one")
     device_options: dict[str, Any] = option(default_factory=dict, help="extra keyword options "
                                             "of the device, e.g. noise=0.01")
 
@@ -70,8 +78,9 @@ class DataOptions(Options):
 class NetworkOptions(Options):
     """The shape of the physical network."""
 
-    layers: int = option(2, min=1, help="physical layers")
-    hidden: int = option(256, min=1, help="output width of every layer's digital map")
+    layers: int = option(2, min=1, max=MAX_LAYERS, help="physical layers (one device each)")
+    hidden: int = option(256, min=1, max=MAX_WIDTH,
+                         help="output width of every layer's digital map")
     activation: str = option("relu", choices=ACTIVATIONS,
                              help="nonlinearity after every layer's digital map (abs: the "
                                   "PhyLL paper's |x|, whose units cannot die)")
@@ -117,7 +126,8 @@ class TwinOptions(Options):
                        help="surrogate: a network fitted to twin_samples device queries; "
                             "simulator: the device's simulator with twin_options over "
                             "device_options (a sim-to-real gap)")
-    twin_samples: int = option(8192, min=1, help="device queries that fit a surrogate twin")
+    twin_samples: int = option(8192, min=1, max=MAX_TWIN_SAMPLES,
+                               help="device queries that fit a surrogate twin")
     twin_options: dict[str, Any] = option(default_factory=dict, help="options of a simulator "
                                           "twin over device_options, e.g. drive=5")
 
@@ -128,8 +138,9 @@ class RunOptions(Options):
 
     checkpoint_every: int = option(200, min=0, help="batches between checkpoints within an "
                                    "epoch (0: at epoch ends only)")
-    device_wait: float = option(300.0, min=0.0, help="seconds to wait for a lab device that "
-                                "stops answering to come back, after saving the run")
+    device_wait: float = option(300.0, min=0.0, max=MAX_DEVICE_WAIT,
+                                help="seconds to wait for a lab device that stops answering "
+                                     "to come back, after saving the run")
     overwrite: bool = option(False, help="start again in a run directory that holds an "
                              "unfinished run")
     progress: bool = option(True, help="show progress bars")
@@ -151,7 +162,7 @@ class TrainSpec(TwinOptions, TrainerOptions, NetworkOptions, DataOptions, Device
         >>> TrainSpec(layers=2.7)
         Traceback (most recent call last):
         ...
-        ValueError: layers must be an int, got 2.7
+        phys.options.OptionError: layers must be an int, got 2.7
     """
 
     #: The options classes a spec is made of, in the order of ``phys train --help``.
@@ -176,28 +187,61 @@ def _check_types(factory: Callable[..., Any], options: Mapping[str, Any], what: 
             check_value(f"{what} option {key}", value, hints[key], {})
 
 
+@contextlib.contextmanager
+def _blaming(option: str) -> Iterator[None]:
+    """Re-raise a ``ValueError`` inside as an :class:`~phys.options.OptionError` of
+    spec field ``option``."""
+    try:
+        yield
+    except ValueError as err:
+        raise OptionError(str(err), option) from None
+
+
+def _check_data(spec: TrainSpec) -> None:
+    from phys import data
+
+    with _blaming("data"):
+        if spec.data not in data.names():
+            raise ValueError(f"unknown dataset {spec.data!r}; known datasets: "
+                             f"{', '.join(data.names())}")
+    loader = getattr(data, "_LOADERS", {})[spec.data]
+    accepted = list(inspect.signature(loader).parameters)
+    with _blaming("data_options"):
+        unknown = [k for k in spec.data_options if k not in accepted]
+        if unknown:
+            raise ValueError(f"dataset {spec.data!r} has no option "
+                             f"{', '.join(map(repr, unknown))}; its options: "
+                             f"{', '.join(accepted)}")
+        _check_types(loader, spec.data_options, "data")
+
+
 def prepare(spec: TrainSpec) -> DeviceSpec:
     """Parse the spec's device once and check, before anything loads or opens, every
-    option of the device, of a simulator twin and of the dataset (names and types).
+    option of the device, of a simulator twin and of the dataset (names and types), and
+    the dataset's name.
 
     Returns:
         The :class:`~phys.DeviceSpec` that :func:`build` opens each layer's device from.
 
     Raises:
-        ValueError: an unknown device, or an option it does not take (the message lists
-            those it accepts) or of the wrong type (naming the option).
+        OptionError: an unknown device or dataset, or an option it does not take (the
+            message lists those it accepts) or of the wrong type (naming the option);
+            :attr:`~phys.options.OptionError.option` is the spec's field at fault.
     """
-    from phys import data
-
-    device = DeviceSpec.parse(spec.device, spec.device_options)
-    device.check_options(device.options)
-    _check_types(device.factory, device.options, "device")
+    with _blaming("device_options"):
+        bad = [k for k in spec.device_options if not str(k).isidentifier()]
+        if bad:
+            raise ValueError(f"device option names must be identifiers, got {bad}")
+    with _blaming("device"):
+        device = DeviceSpec.parse(spec.device, spec.device_options)
+    with _blaming("device_options"):
+        device.check_options(device.options)
+        _check_types(device.factory, device.options, "device")
     if spec.trainer == "pat" and spec.twin == "simulator":
-        device.check_options(spec.twin_options)
-        _check_types(device.factory, spec.twin_options, "twin")
-    loader = getattr(data, "_LOADERS", {}).get(spec.data)
-    if loader is not None:
-        _check_types(loader, spec.data_options, "data")
+        with _blaming("twin_options"):
+            device.check_options(spec.twin_options)
+            _check_types(device.factory, spec.twin_options, "twin")
+    _check_data(spec)
     return device
 
 

@@ -18,7 +18,7 @@ Examples::
     >>> Fit(epochs=2.7)
     Traceback (most recent call last):
     ...
-    ValueError: epochs must be an int, got 2.7
+    phys.options.OptionError: epochs must be an int, got 2.7
 """
 
 from __future__ import annotations
@@ -30,9 +30,21 @@ import typing
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["Options", "check_value", "option", "option_fields"]
+__all__ = ["OptionError", "Options", "check_value", "option", "option_fields"]
 
 _MISSING: Any = dataclasses.MISSING
+
+
+class OptionError(ValueError):
+    """A bad value of one option; :attr:`option` is its name (for callers that point at
+    where it was written: a flag, a sweep file's key and line)."""
+
+    def __init__(self, message: str, option: str | None = None) -> None:
+        super().__init__(message)
+        self.option = option
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (str(self), self.option)
 
 
 def option(default: Any = _MISSING, *, help: str, choices: Sequence[Any] | None = None,  # noqa: A002
@@ -106,7 +118,15 @@ def _describe(hint: Any) -> str:
 
 
 def check_value(name: str, value: Any, hint: Any, meta: Mapping[str, Any]) -> None:
-    """``ValueError`` naming option ``name`` unless ``value`` fits its type and bounds."""
+    """:class:`OptionError` naming option ``name`` unless ``value`` fits its type and
+    bounds."""
+    try:
+        _check(name, value, hint, meta)
+    except ValueError as err:
+        raise OptionError(str(err), name) from None
+
+
+def _check(name: str, value: Any, hint: Any, meta: Mapping[str, Any]) -> None:
     args = _union_args(hint)
     if not any(_fits(value, a) for a in args):
         raise ValueError(f"{name} must be {_describe(hint)}, got {value!r}")

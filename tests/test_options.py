@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass
 
 import pytest
 
-from phys.options import Options, option, option_fields
+from phys.options import OptionError, Options, option, option_fields
 from phys.train.phyll import PhyLLConfig
 
 
@@ -51,3 +52,30 @@ def test_trainer_options_refuse_wrong_types() -> None:
         PhyLLConfig(epochs=True)
     with pytest.raises(ValueError, match="goodness must be one of cosine, meansquare"):
         PhyLLConfig(goodness="bogus")
+
+
+def test_a_value_above_the_maximum_names_the_option_and_its_maximum() -> None:
+    @dataclass
+    class Sized(Options):
+        width: int = option(8, min=1, max=64, help="width")
+
+    with pytest.raises(OptionError, match="width must be <= 64, got 65") as caught:
+        Sized(width=65)
+    assert caught.value.option == "width" and isinstance(caught.value, ValueError)
+    again = pickle.loads(pickle.dumps(caught.value))  # crosses processes (Ray) intact
+    assert (str(again), again.option) == (str(caught.value), "width")
+
+
+def test_prepare_names_the_spec_field_at_fault() -> None:
+    from phys.experiment import TrainSpec, prepare
+
+    for spec, field in [(TrainSpec(data="../../etc/passwd"), "data"),
+                        (TrainSpec(data_options={"bogus": 1}), "data_options"),
+                        (TrainSpec(device="nope"), "device"),
+                        (TrainSpec(device_options={"noise": "abc"}), "device_options"),
+                        (TrainSpec(device_options={"a-b": 1}), "device_options"),
+                        (TrainSpec(trainer="pat", twin="simulator",
+                                   twin_options={"drive": "x"}), "twin_options")]:
+        with pytest.raises(OptionError) as caught:
+            prepare(spec)
+        assert caught.value.option == field, (field, str(caught.value))

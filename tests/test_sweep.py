@@ -199,8 +199,9 @@ def test_a_simulator_is_not_held_each_point_opens_its_own(tmp_path, ray_session)
                                              "must be one of phyll, backprop, pat, got 'sgd'"),
     ("[grid]\nlayers = [1]\ntwin_samples = [0]\n", "[grid] twin_samples (line 3): every "
                                                     "value: twin_samples must be >= 1"),
-    ("[sweep]\ncommand = 'swap'\n[grid]\nlevel = [0, 3]\n", "point level=3 (line 4): levels "
-                                                            "must be among 0, 1, 2"),
+    ("[sweep]\ncommand = 'swap'\n[grid]\nlevel = [0, 3]\n", "[grid] level (line 4): point "
+                                                            "level=3: levels must be among "
+                                                            "0, 1, 2"),
     ("[sweep]\ncommand = 'swap'\n[options]\nhidden = 3\n", "[options] hidden (line 4): unknown "
                                                            "option for phys swap"),
     ("[options\nepochs = 1\n", "not valid TOML"),

@@ -48,18 +48,19 @@ class SwapConfig(Options):
     levels: tuple[int, ...] = option((0, 1, 2), choices=tuple(SWAPPED),
                                      help="replacement levels to train: 0 classical, 1 both "
                                           "convolutions quantum, 2 also the linear layer")
-    seeds: int = option(3, min=1, help="runs per level, seeded first_seed, first_seed + 1, ...")
-    epochs: int = option(5, min=1, help="training epochs per run")
+    seeds: int = option(3, min=1, max=1000,
+                       help="runs per level, seeded first_seed, first_seed + 1, ...")
+    epochs: int = option(5, min=1, max=100_000, help="training epochs per run")
     subset: int | None = option(None, min=1, help="train on this many training images (a "
                                 "fixed random choice) instead of all")
     test_subset: int | None = option(None, min=1, help="test on this many test images")
-    batch_size: int = option(200, min=1, help="training batch size")
+    batch_size: int = option(200, min=1, max=1_000_000, help="training batch size")
     lr: float = option(5e-4, min=1e-12, help="Adam learning rate")
-    reps: int = option(10, min=1, help="repetitions of the quantum linear layer")
+    reps: int = option(10, min=1, max=1000, help="repetitions of the quantum linear layer")
     gain: float | str = option(1.0, help="factor on the quantum linear layer's probabilities "
                                "at level 2: a number > 0 or 'uniform' (2**qubits, so the "
                                "uniform state reads 1; learns far faster than 1)")
-    first_seed: int = option(0, min=0, help="seed of each level's first run")
+    first_seed: int = option(0, min=0, max=2**62, help="seed of each level's first run")
     test_every_epoch: bool = option(False, help="measure test accuracy after every epoch "
                                     "(into swap_epochs.csv), not only after the last")
 

@@ -6,6 +6,7 @@ A sweep file is TOML::
     command = "train"        # or "swap"
     out = "runs/widths"      # default: runs/<file name>
     cpus_per_point = 1       # Ray CPUs each point asks for (and its torch threads)
+    max_points = 5000        # allow a grid this large (default 1000; or phys sweep --yes)
 
     [options]                # the same for every point: phys train options by name
     data = "digits"
@@ -23,6 +24,12 @@ the command (:class:`~phys.experiment.TrainSpec` for ``phys train``,
 (``dataset`` also means ``data``; ``seeds`` in a grid means ``seed``). A swap grid takes
 ``level`` and ``seed``: each point trains one level with one seed. The ``[sweep]`` table
 is :class:`~phys.sweep.schema.SweepSettings`.
+
+The whole file is checked when it is read, before Ray starts: every value against its
+option's type and bounds, and every point as ``phys train`` checks it (the device and
+its options, the dataset and its options, a simulator twin's options); a mistake is one
+error naming the file, the key and its line. A grid of more points than ``max_points``
+(default 1000) is refused, counted before any point is made, unless confirmed.
 
 Each point runs the code of ``phys train`` / ``phys swap`` in its own run directory
 ``OUT/points/NAME`` (with checkpoints, see :mod:`phys.runs`), as a Ray task: on a local

@@ -55,6 +55,14 @@ class SweepCommand(ABC):
 
         return jsonable(vars(self.options_class()(**self.point_options(options, values))))
 
+    #: Fields of a configuration that :meth:`check` reads.
+    check_fields: ClassVar[tuple[str, ...]] = ()
+
+    def check(self, config: Mapping[str, Any]) -> None:
+        """Checks of a point's configuration beyond its options class's own, made when
+        the sweep file is read (``ValueError`` or :class:`~phys.options.OptionError`)."""
+        return None
+
     def resumable(self, out: Path) -> bool:
         """Whether run directory ``out`` holds saved progress of an earlier run."""
         from phys.runs import RunDir
@@ -80,11 +88,18 @@ class TrainCommand(SweepCommand):
     """Points of ``phys train``: options of :class:`~phys.experiment.TrainSpec`."""
 
     name = "train"
+    check_fields = ("device", "device_options", "trainer", "twin", "twin_options", "data",
+                    "data_options")
 
     def options_class(self) -> type:
         from phys.experiment import TrainSpec
 
         return TrainSpec
+
+    def check(self, config: Mapping[str, Any]) -> None:
+        """The checks of ``phys train``: the device, dataset and twin options
+        (:func:`phys.experiment.prepare`)."""
+        self.device(config)
 
     def run(self, config: Mapping[str, Any], out: Path, *, resume: bool,
             holders: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:

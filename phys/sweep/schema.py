@@ -23,6 +23,8 @@ __all__ = ["Point", "Sweep", "SweepSettings", "load_sweep", "parse_sweep"]
 ALIASES = {"dataset": "data", "flops": "count_flops", "device_option": "device_options",
            "data_option": "data_options", "twin_option": "twin_options"}
 TABLES = ("sweep", "options", "grid")
+#: Points a grid may have unless confirmed (``yes=True``) or allowed by ``max_points``.
+MAX_POINTS = 1000
 
 
 @dataclass
@@ -31,9 +33,11 @@ class SweepSettings(Options):
 
     command: str = option("train", choices=tuple(COMMANDS), help="what every point runs")
     out: str | None = option(None, help="sweep directory (default: runs/<file name>)")
-    cpus_per_point: float = option(1.0, help="Ray CPUs each point asks for (> 0)")
-    threads: int | None = option(None, min=1, help="torch threads of each point (default: "
-                                 "cpus_per_point rounded down, at least 1)")
+    cpus_per_point: float = option(1.0, max=1024, help="Ray CPUs each point asks for (> 0)")
+    threads: int | None = option(None, min=1, max=1024, help="torch threads of each point "
+                                 "(default: cpus_per_point rounded down, at least 1)")
+    max_points: int | None = option(None, min=1, help="points the grid may have without "
+                                    f"confirmation (default: {MAX_POINTS})")
     checkpoint_every: int = borrowed(RunOptions, "checkpoint_every")
     device_wait: float = borrowed(RunOptions, "device_wait")
 
@@ -82,16 +86,18 @@ _HEADER = re.compile(r"^\s*\[\s*([^\[\]]+?)\s*\]\s*(#.*)?$")
 
 
 def _line_of(text: str, table: str, key: str | None = None) -> int | None:
-    """Line (1-based) where ``key`` is set in ``[table]`` (``""``: the top), or where the
-    table starts when ``key`` is ``None``."""
+    """Line (1-based) where ``key`` is set in ``[table]`` (``""``: the top; also a dotted
+    ``key.sub = ...`` or a ``[table.key]`` header), or where the table starts when ``key``
+    is ``None``."""
     current = ""
     pattern = None if key is None else re.compile(
-        rf"^\s*(?:\"{re.escape(key)}\"|'{re.escape(key)}'|{re.escape(key)})\s*=")
+        rf"^\s*(?:\"{re.escape(key)}\"|'{re.escape(key)}'|{re.escape(key)})\s*[=.]")
     for number, line in enumerate(text.splitlines(), start=1):
         header = _HEADER.match(line)
         if header:
             current = re.sub(r"\s*\.\s*", ".", header.group(1)).replace('"', "")
-            if key is None and current == table:
+            if current == table if key is None else f"{current}.".startswith(
+                    f"{table}.{key}."):
                 return number
             continue
         if pattern is not None and current == table and pattern.match(line):
@@ -108,7 +114,8 @@ class _Where:
 
     text: str
     source: str
-    keys: dict[str, str] = field(default_factory=dict)  # option name -> key as written
+    keys: dict[str, str] = field(default_factory=dict)  # grid name -> key as written
+    option_keys: dict[str, str] = field(default_factory=dict)  # [options] name -> key
 
     def at(self, table: str, key: str | None) -> str:
         line = _line_of(self.text, table, key) if key else _line_of(self.text, table)
@@ -153,7 +160,7 @@ def _options(where: _Where, table: Mapping[str, Any], strategy: SweepCommand) ->
             check_value(name, value, *schema[name])
         except ValueError as err:
             raise where.error("options", key, str(err)) from None
-        options[name] = value
+        options[name], where.option_keys[name] = value, key
     return options
 
 
@@ -181,22 +188,63 @@ def _grid(where: _Where, table: Mapping[str, Any], strategy: SweepCommand,
     return grid
 
 
+def _check_size(where: _Where, grid: Mapping[str, list[Any]], settings: SweepSettings,
+                yes: bool) -> None:
+    """Refuse a grid of more points than allowed, counted without making them."""
+    count = math.prod(len(values) for values in grid.values())
+    limit = MAX_POINTS if settings.max_points is None else settings.max_points
+    if count > limit and not yes:
+        raise ValueError(
+            f"{where.source}: [grid]{where.at('grid', None)}: {count:,} points, more than "
+            f"{limit:,} ({'max_points' if settings.max_points else 'the default limit'}); "
+            f"confirm with yes=True or set max_points = {count} in [sweep]")
+
+
+def _culprit(where: _Where, strategy: SweepCommand, grid: Mapping[str, list[Any]],
+             err: Exception) -> tuple[str, str] | None:
+    """``(table, key as written)`` of the sweep's option that ``err`` is about."""
+    name = getattr(err, "option", None)
+    if name is None:  # a check across options: the first grid option it names
+        name = next((k for k in grid if k in str(err)), None)
+    name = {v: k for k, v in strategy.sets.items()}.get(name, name) if name not in grid \
+        else name
+    if name in grid:
+        return "grid", where.keys[name]
+    if name in where.option_keys:
+        return "options", where.option_keys[name]
+    return None
+
+
 def _points(where: _Where, strategy: SweepCommand, options: Mapping[str, Any],
             grid: Mapping[str, list[Any]]) -> list[Point]:
-    points = []
+    """Every point's configuration, checked as the command checks it (points that agree
+    on what :meth:`~phys.sweep.commands.SweepCommand.check` reads are checked once)."""
+    points, checked = [], set()
     for combo in itertools.product(*grid.values()):
         values = dict(zip(grid, combo, strict=True))
-        label = " ".join(f"{k}={v}" for k, v in values.items())
         try:
             config = strategy.config(options, values)
+            part = json.dumps({k: config.get(k) for k in strategy.check_fields},
+                              sort_keys=True, default=repr)
+            if part not in checked:
+                strategy.check(config)
+                checked.add(part)
         except (ValueError, TypeError) as err:
-            culprit = next((k for k in values if k in str(err)), None)
-            at = (where.at("grid", where.keys[culprit]) if culprit
-                  else where.at("options", None))
-            raise ValueError(f"{where.source}: point {label or '(single)'}{at}: {err}") \
-                from None
+            raise _point_error(where, strategy, grid, values, err) from None
         points.append(Point(values, config, _point_key(values, config)))
     return points
+
+
+def _point_error(where: _Where, strategy: SweepCommand, grid: Mapping[str, list[Any]],
+                 values: Mapping[str, Any], err: Exception) -> ValueError:
+    label = " ".join(f"{k}={v!r}" if isinstance(v, dict) else f"{k}={v}"
+                     for k, v in values.items()) or "(single)"
+    culprit = _culprit(where, strategy, grid, err)
+    if culprit is None:
+        return ValueError(f"{where.source}: point {label}{where.at('options', None)}: {err}")
+    table, key = culprit
+    point = f"point {label}: " if table == "grid" else ""
+    return where.error(table, key, f"{point}{err}")
 
 
 def _point_key(values: Mapping[str, Any], config: Mapping[str, Any]) -> str:
@@ -207,13 +255,19 @@ def _point_key(values: Mapping[str, Any], config: Mapping[str, Any]) -> str:
 
 
 def parse_sweep(text: str, *, source: str = "SWEEP.toml", out: str | Path | None = None,
-                name: str = "sweep") -> Sweep:
-    """Parse and check a sweep file's text; every point's configuration is built (and so
-    checked) here, before anything runs.
+                name: str = "sweep", yes: bool = False) -> Sweep:
+    """Parse and check a sweep file's text; every point's configuration is built and
+    checked here as the command checks its options (device and dataset options
+    included), before anything runs.
+
+    Args:
+        yes: Allow a grid of more points than ``max_points`` in ``[sweep]`` (default
+            :data:`MAX_POINTS`); the points are counted before any is made.
 
     Raises:
         ValueError: bad TOML (with its line), an unknown key, a value of the wrong type,
-            or a point whose options the run refuses - naming the key and its line.
+            a point whose options the run refuses, or too many points - naming the key
+            and its line.
 
     Examples::
 
@@ -238,6 +292,7 @@ def parse_sweep(text: str, *, source: str = "SWEEP.toml", out: str | Path | None
     strategy = COMMANDS[settings.command]
     options = _options(where, _table(where, doc, "options"), strategy)
     grid = _grid(where, _table(where, doc, "grid"), strategy, options)
+    _check_size(where, grid, settings, yes)
     threads = settings.threads or max(1, math.floor(settings.cpus_per_point))
     return Sweep(command=settings.command, out=Path(out or settings.out or f"runs/{name}"),
                  options=options, grid=grid, points=_points(where, strategy, options, grid),
@@ -246,11 +301,18 @@ def parse_sweep(text: str, *, source: str = "SWEEP.toml", out: str | Path | None
                  device_wait=settings.device_wait, source=source)
 
 
-def load_sweep(path: str | Path, *, out: str | Path | None = None) -> Sweep:
+def load_sweep(path: str | Path, *, out: str | Path | None = None,
+               yes: bool = False) -> Sweep:
     """Read and check sweep file ``path`` (see :func:`parse_sweep`)."""
     path = Path(path)
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except OSError as err:
         raise ValueError(f"cannot read the sweep file {path}: {err}") from None
-    return parse_sweep(text, source=str(path), out=out, name=path.stem)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[:err.start].count(b"\n") + 1
+        raise ValueError(f"{path} (line {line}): not UTF-8 text (byte {raw[err.start]:#04x}); "
+                         f"a sweep file is TOML, which is UTF-8") from None
+    return parse_sweep(text, source=str(path), out=out, name=path.stem, yes=yes)

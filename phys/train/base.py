@@ -42,9 +42,9 @@ TRAIN_ACCURACY = ("eval", "running")
 class TrainConfig(Options):
     """Options every trainer takes (each field's help says what it does)."""
 
-    epochs: int = option(20, min=1, help="train until this many epochs are done (a resumed "
-                         "trainer continues)")
-    batch_size: int = option(64, min=1, help="samples per step")
+    epochs: int = option(20, min=1, max=100_000, help="train until this many epochs are "
+                         "done (a resumed trainer continues)")
+    batch_size: int = option(64, min=1, max=1_000_000, help="samples per step")
     lr: float = option(1e-3, min=1e-12, help="Adam learning rate (the peak, with a schedule)")
     schedule: str = option("constant", choices=SCHEDULES,
                            help="learning-rate schedule: constant, or cosine (anneals every "
@@ -52,7 +52,8 @@ class TrainConfig(Options):
     weight_decay: float = option(0.0, min=0.0, help="Adam weight decay")
     count_flops: bool = option(False, help="measure digital FLOPs of training with "
                                "torch.utils.flop_counter (slower; physical queries never count)")
-    seed: int = option(0, min=0, help="seeds batch order and any sampling the trainer does")
+    seed: int = option(0, min=0, max=2**62,
+                       help="seeds batch order and any sampling the trainer does")
     train_accuracy: str = option(
         "eval", choices=TRAIN_ACCURACY, help="the training accuracy after each epoch: eval "
         "(predictions on train_eval_samples training samples, which queries the device) or "
