@@ -7,11 +7,37 @@ microcontroller over USB-CDC or UART, a pseudo-terminal, or a TCP socket - any U
 ``max_frame``, keeps one request in flight, resends the same frame with the same ``seq``
 after a timeout derived from the batch size and the baud rate, drops late and corrupt
 answers, and raises :class:`SerialDeviceError` naming the port, the message type and the
-``seq`` when a request cannot complete.
+``seq`` when a request cannot complete. Opening by address (``serial://``,
+``socket://``, a bare port path, ``"auto"``, a fallback simulator) is
+:func:`phys.devices.ports.open_address`, what ``phys.open`` calls.
 
-:func:`open_address` is what ``phys.open`` calls for ``serial://``, ``socket://``, a bare
-port path and ``"auto"``; with ``fallback="cavity"`` it returns that simulator, with a
-:class:`FallbackWarning`, when no device answers.
+Why no interleaving of faults returns a wrong result. Assumed: (L) the link drops,
+corrupts, duplicates and delays frames but never reorders them (a serial line, a pty,
+TCP), and a corrupted frame fails its CRC-32; (D) a restarted device answers all but
+HELLO with ERROR 8 "restarted" until a HELLO greets it, its settings change only by SET
+and by restarts, and its INFO ``boot`` changes at every power-up. Kept by the driver:
+(H) a QUERY goes out only while *synced*: after the last HELLO sent, every setting made
+with :meth:`SerialDevice.set` was SET to its latest values and ACKed, and no sign of a
+restart came since. Every HELLO ends that state, as does every sign of a restart (ERROR
+8 "restarted" for any ``seq``, an INFO with another ``boot``), which also discards the
+answer in hand. Invariant: an accepted RESULT was measured with those settings. Its
+``seq`` and CRC make it an answer to a copy of the QUERY, measured at a moment ``t`` of
+a boot ``B``; by (D) a copy of some HELLO greeted ``B`` before ``t``, and by (L) that
+HELLO was sent before the QUERY. By (H) every SET after the last HELLO before the QUERY
+was ACKed, and by (L) the device took them after every copy of every earlier HELLO and
+before ``t``: within ``B``, as a boot never comes back, and no older SET after them. An
+ACK means the SET took effect (one repeated from memory repeats an answer of the same
+boot: a restart clears that memory). So at ``t`` the settings held. Per fault: a drop or
+a corruption only removes frames (a damaged one cannot greet, set or answer); a
+duplicate is one more copy, and the argument covers every copy; a delay makes answers
+late, and a late answer's old ``seq`` gets it dropped; a reset starts a boot that answers
+ERROR 8 until greeted, and each greeting is followed by every SET before any QUERY. That
+is why settings are SET after *every* HELLO: a later copy of a HELLO (a resend, a
+duplicate) can greet a device that restarted after the copy whose INFO, with the old
+``boot``, the host took. After a restart the driver greets the device, checks its sizes,
+SETs its settings (a restart meanwhile starts that over) and repeats the request; one
+that keeps restarting (``retries + 1`` times) is a :class:`SerialDeviceError` naming the
+port. Without (D) the driver can only compare ``boot`` after a query that was resent.
 """
 
 from __future__ import annotations
@@ -61,7 +87,8 @@ class SerialTimeout(SerialDeviceError, TimeoutError):
 
 
 class DeviceRestarted(SerialDeviceError):
-    """The device answered ERROR 8 "restarted": it lost its settings since the last HELLO."""
+    """The device answered ERROR 8 "restarted": it lost its settings since the last HELLO
+    (handled inside the driver: callers see :class:`SerialDeviceError` if it persists)."""
 
 
 @dataclass
@@ -161,7 +188,10 @@ class SerialDevice(Device):
         self._seq = int.from_bytes(os.urandom(2), "little") if first_seq is None else first_seq
         self._splitter = P.FrameSplitter()
         self._unread: list[bytes] = []  # frames read but not yet looked at
-        self._settings: dict[int, list[float]] = {}
+        self._settings: dict[int, list[float]] = {}  # latest values given to set()
+        self._synced = True  # settings known to be in force (see the module docstring)
+        self._restart_noted = False  # a sign of a restart since the last greeting
+        self._guarded = False  # the device has answered ERROR 8 "restarted" (it has D)
         self._sample_time = 0.0
         self._port: Any = None
         self._fd: int | None = None
@@ -200,9 +230,13 @@ class SerialDevice(Device):
     def set(self, name: str, values: float | Sequence[float] | torch.Tensor) -> None:
         """Change a physical setting of the device (SET).
 
+        The values are the settings from then on: after any restart of the device they
+        are SET again before it measures, and a ``set`` that raised
+        :class:`SerialDeviceError` is applied again before the next query.
+
         Raises:
-            ValueError: unknown setting, wrong number of values, or a value outside the
-                setting's ``min .. max`` (nothing is sent).
+            ValueError: unknown setting, values that are not numbers, wrong number of
+                values, or a value outside the setting's ``min .. max`` (nothing is sent).
         """
         self._check_open()
         known = self.params
@@ -210,7 +244,11 @@ class SerialDevice(Device):
             raise ValueError(f"{self.port_name}: device has no setting {name!r}; it has "
                              f"{', '.join(known) or 'none'}")
         p = known[name]
-        v = np.atleast_1d(np.asarray(torch.as_tensor(values, dtype=torch.float64))).ravel()
+        try:
+            v = np.atleast_1d(np.asarray(torch.as_tensor(values, dtype=torch.float64))).ravel()
+        except (TypeError, ValueError, RuntimeError):
+            raise ValueError(f"{self.port_name}: setting {name!r} takes numbers, got "
+                             f"{values!r}") from None
         if v.size != p["size"]:
             raise ValueError(f"{self.port_name}: setting {name!r} takes {p['size']} values, "
                              f"got {v.size}")
@@ -220,12 +258,15 @@ class SerialDevice(Device):
             raise ValueError(f"{self.port_name}: setting {name!r} value {v[i]!r} at index {i} "
                              f"is outside [{p['min']}, {p['max']}]")
         with self._lock:
-            for _ in range(self.retries + 1):
+            self._settings[p["index"]] = v.tolist()
+            if self._synced:
+                self._synced = False  # until the ACK: a SET that fails leaves it unknown
                 try:
-                    return self._send_set(p, v.tolist())
+                    self._send_set(p, v.tolist())
+                    self._synced = not self._restart_noted
                 except DeviceRestarted:
-                    self._recover()
-            raise SerialDeviceError(f"{self.port_name}: SET: the device kept restarting")
+                    pass  # greeted again and every setting SET below
+            self._sync()
 
     def reopen(self) -> None:
         """Open the port again after the link was lost (cable pulled, device power-cycled):
@@ -242,15 +283,8 @@ class SerialDevice(Device):
             self._port, self._fd = None, None
             self._splitter, self._unread = P.FrameSplitter(), []
             self._open_port()
-            known = self.info
-            self._hello(known.name)
-            before = (known.n_in, known.n_out, known.in_min, known.in_max)
-            after = (self.info.n_in, self.info.n_out, self.info.in_min, self.info.in_max)
-            if after != before:
-                self.info = known
-                raise SerialDeviceError(f"{self.port_name}: another device answers: sizes and "
-                                        f"range {after} instead of {before}")
-            self._restore()
+            self._synced = False
+            self._sync()
             self.link.reopens += 1
 
     def ping(self, data: bytes = b"") -> float:
@@ -270,9 +304,10 @@ class SerialDevice(Device):
         """Send RESET; the device returns to its power-up state and is greeted again."""
         self._check_open()
         with self._lock:
+            self._settings.clear()  # the power-up state is what is asked for
             self._request(P.RESET, b"", P.ACK_RESET)
-            self._settings.clear()
-            self._hello(self.info.name)
+            self._synced = False
+            self._sync(asked=True)
 
     # -- Device hooks -----------------------------------------------------------------
     def _query(self, x: torch.Tensor) -> torch.Tensor:
@@ -282,29 +317,32 @@ class SerialDevice(Device):
         rows = x.shape[0]
         answer_len = 2 + rows * i.n_out * (4 if dtype == "f32" else 2)
         for _ in range(self.retries + 1):
-            boot = self.info.extra.get("boot")
-            resends = self.link.resends
-            msg = self._request(P.QUERY, payload, P.RESULT, answer_len=answer_len, rows=rows)
-            if self.link.resends == resends or not self._settings or boot is None:
+            self._sync()
+            boot, resends = self.info.extra.get("boot"), self.link.resends
+            try:
+                msg = self._transact(P.QUERY, payload, P.RESULT, answer_len=answer_len,
+                                     rows=rows)
+            except DeviceRestarted:
+                continue
+            if self._synced and not self._restarted_unseen(boot, resends):
                 return self._decode_result(msg, rows)
-            if not self._rebooted(boot):
-                return self._decode_result(msg, rows)
-            # the device restarted and measured with its power-up settings: measure again
+            # a sign of a restart came with the answer: it may carry power-up settings
         raise SerialDeviceError(f"{self.port_name}: QUERY seq={self._seq}: the device kept "
                                 f"restarting ({self.retries + 1} times in one query)")
 
     def _request(self, msg_type: int, payload: bytes, expect: int, *, answer_len: int = 0,
                  rows: int = 0) -> P.Message:
-        """:meth:`_transact`, greeting the device again (and restoring its settings)
-        whenever it says it restarted; the request then goes out afresh."""
+        """:meth:`_transact` while synced: after a restart the device is greeted, its
+        settings are restored, and the request goes out afresh."""
         for _ in range(self.retries + 1):
+            self._sync()
             try:
                 return self._transact(msg_type, payload, expect, answer_len=answer_len,
                                       rows=rows)
             except DeviceRestarted:
-                self._recover()
+                continue
         raise SerialDeviceError(f"{self.port_name}: {P.TYPE_NAMES[msg_type]} seq={self._seq}: "
-                                f"the device kept restarting")
+                                f"the device kept restarting ({self.retries + 1} times)")
 
     def _lab_cost(self, n_samples: int) -> tuple[float, None]:
         """Measuring time from INFO's ``sample_time`` plus the bytes of the exchange."""
@@ -354,31 +392,75 @@ class SerialDevice(Device):
             stochastic=bool(info.get("stochastic", True)), exclusive=True, recoverable=True,
             params=params, extra=extra)
 
-    def _rebooted(self, boot: Any) -> bool:
-        """After resends: ask HELLO whether the device restarted (its ``boot`` changed);
-        if so, restore the settings made with :meth:`set` and return ``True``."""
-        self._hello(self.info.name)
-        if self.info.extra.get("boot") == boot:
-            return False
-        self.link.reboots += 1
-        self._restore()
-        return True
+    # -- restarts ---------------------------------------------------------------------
+    def _sync(self, asked: bool = False) -> None:
+        """Unless synced: greet the device and SET every setting again, until that runs
+        through with no sign of a restart (a restart during it starts it over)."""
+        for _ in range(self.retries + 1):
+            if self._synced:
+                return
+            try:
+                self._greet(asked)
+                by_index = {p["index"]: p for p in self.info.extra.get("params", [])}
+                for index, values in list(self._settings.items()):
+                    if index not in by_index:
+                        raise SerialDeviceError(f"{self.port_name}: the device no longer "
+                                                f"has the setting with index {index}")
+                    self._send_set(by_index[index], values)
+            except DeviceRestarted:
+                continue
+            self._synced = not self._restart_noted
+        if not self._synced:
+            raise SerialDeviceError(f"{self.port_name}: the device kept restarting while its "
+                                    f"settings were restored ({self.retries + 1} tries)")
 
-    def _recover(self) -> None:
-        """The device restarted: greet it, check it is the same, restore its settings."""
-        self.link.reboots += 1
-        before = (self.info.n_in, self.info.n_out, self.info.in_min, self.info.in_max)
-        self._hello(self.info.name)
+    def _greet(self, asked: bool = False) -> None:
+        """HELLO: the same device must answer; a new ``boot`` is a restart (unless
+        ``asked`` for by RESET). Signs of a restart count from here on."""
+        known = self.info
+        self._hello(known.name)
+        before = (known.n_in, known.n_out, known.in_min, known.in_max)
         after = (self.info.n_in, self.info.n_out, self.info.in_min, self.info.in_max)
         if after != before:
-            raise SerialDeviceError(f"{self.port_name}: the device came back from a restart "
-                                    f"with other sizes or range: {after} instead of {before}")
-        self._restore()
+            self.info = known
+            raise SerialDeviceError(f"{self.port_name}: another device answers: sizes and "
+                                    f"range {after} instead of {before}")
+        boot = known.extra.get("boot")
+        if not asked and boot is not None and self.info.extra.get("boot") != boot:
+            self._restart()
+        self._restart_noted = False
 
-    def _restore(self) -> None:
-        by_index = {p["index"]: p for p in self.info.extra.get("params", [])}
-        for index, values in list(self._settings.items()):
-            self._send_set(by_index[index], values)
+    def _restart(self) -> None:
+        """A sign that the device restarted: its settings are no longer known."""
+        if not self._restart_noted:
+            self.link.reboots += 1
+            self._restart_noted = True
+        self._synced = False
+
+    def _restarted_unseen(self, boot: Any, resends: int) -> bool:
+        """For a device not known to answer ERROR 8 "restarted": after a query that was
+        resent, greet it (and SET its settings) to see whether ``boot`` changed."""
+        if self._guarded or not self._settings or boot is None or self.link.resends == resends:
+            return False
+        self._synced = False
+        self._sync()
+        return self.info.extra.get("boot") != boot
+
+    def _late_sign(self, msg: P.Message) -> None:
+        """A late answer that shows a restart: ERROR 8 "restarted", or an INFO whose
+        ``boot`` is not the known one."""
+        try:
+            if msg.type == P.ERROR:
+                code, text = P.parse_error(msg.payload)
+                if code == P.HARDWARE and text.startswith(P.RESTARTED):
+                    self._guarded = True
+                    self._restart()
+            elif msg.type == P.INFO:
+                boot = self.info.extra.get("boot")
+                if boot is not None and P.parse_info(msg.payload).get("boot") != boot:
+                    self._restart()
+        except P.PayloadError:
+            pass  # a malformed late answer shows nothing
 
     def _send_set(self, p: Mapping[str, Any], values: list[float]) -> None:
         payload = P.set_payload(p["index"], values, self.info.extra["dtype"], p["min"], p["max"])
@@ -445,6 +527,7 @@ class SerialDevice(Device):
                     continue
                 if msg.seq != seq:
                     self.link.stale += 1
+                    self._late_sign(msg)
                     continue
                 if msg.type == P.ERROR:
                     code, text = self._error(msg, name)
@@ -452,6 +535,8 @@ class SerialDevice(Device):
                         self.link.device_errors += 1
                         return None
                     if code == P.HARDWARE and text.startswith(P.RESTARTED):
+                        self._guarded = True
+                        self._restart()
                         raise DeviceRestarted(f"{self.port_name}: {name} seq={seq}: {text}")
                     if code == P.BUSY:  # still measuring an earlier copy: wait once more
                         self.link.busy += 1

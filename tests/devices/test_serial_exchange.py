@@ -208,3 +208,48 @@ def test_a_restarted_device_is_greeted_again_and_its_settings_restored():
         dev.set("gain", 2.0)
         assert dev.query(torch.zeros(2)).tolist() == [2.0, 2.0, 2.0]
         assert dev.link.reboots == 1 and dev.info.extra["boot"] == 2
+
+
+def test_after_any_hello_the_settings_are_set_again_before_measuring():
+    # a query needed a resend, so HELLO asks whether the device restarted; the first copy
+    # of that HELLO gets no answer in time, and the INFO that answers the resend shows the
+    # old boot. A copy may still have greeted a device that restarted meanwhile (its INFO
+    # lost), so the settings are SET again before the next QUERY, never assumed.
+    params = [{"index": 0, "name": "gain", "size": 3, "min": -4, "max": 4}]
+    gain = b"\x00\x00" + np.asarray([2, 2, 2], "<f4").tobytes()
+    q = frame(P.QUERY, 3, f32([0, 0]))
+    hello4, info4 = frame(P.HELLO, 4), frame(P.INFO, 4, info(params=params, boot=1))
+    script = [hello(params=params, boot=1),
+              (frame(P.SET, 2, gain), frame(P.ACK_SET, 2)),
+              (q, None), (q, frame(P.RESULT, 3, f32([2, 4, 6]))),
+              (hello4, None), (hello4, info4),
+              (frame(P.SET, 5, gain), frame(P.ACK_SET, 5)),
+              (frame(P.QUERY, 6, f32([0, 0])), frame(P.RESULT, 6, f32([2, 2, 2])))]
+    with expected_protocol(script, latency=0.05) as dev:
+        dev.set("gain", [2, 2, 2])
+        assert dev.query(torch.zeros(2)).tolist() == [2.0, 4.0, 6.0]
+        assert dev.query(torch.zeros(2)).tolist() == [2.0, 2.0, 2.0]
+        assert dev.link.reboots == 0
+
+
+def test_a_late_info_with_a_new_boot_discards_the_answer_in_hand():
+    # the resent HELLO's answer carries the late INFO of the first copy (old boot) and then
+    # the INFO of a later copy that greeted a restarted device (new boot): the query is
+    # measured again after the settings are restored
+    params = [{"index": 0, "name": "gain", "size": 3, "min": -4, "max": 4}]
+    gain = b"\x00\x00" + np.asarray([2, 2, 2], "<f4").tobytes()
+    q, hello4 = frame(P.QUERY, 3, f32([0, 0])), frame(P.HELLO, 4)
+    late = frame(P.INFO, 4, info(params=params, boot=1))
+    fresh = frame(P.INFO, 4, info(params=params, boot=2))
+    script = [hello(params=params, boot=1),
+              (frame(P.SET, 2, gain), frame(P.ACK_SET, 2)),
+              (q, None), (q, frame(P.RESULT, 3, f32([1, 1, 1]))),
+              (hello4, None), (hello4, late + fresh),
+              (frame(P.SET, 5, gain), frame(P.ACK_SET, 5)),
+              (frame(P.HELLO, 6), frame(P.INFO, 6, info(params=params, boot=2))),
+              (frame(P.SET, 7, gain), frame(P.ACK_SET, 7)),
+              (frame(P.QUERY, 8, f32([0, 0])), frame(P.RESULT, 8, f32([2, 2, 2])))]
+    with expected_protocol(script, latency=0.05) as dev:
+        dev.set("gain", [2, 2, 2])
+        assert dev.query(torch.zeros(2)).tolist() == [2.0, 2.0, 2.0]
+        assert dev.link.reboots == 1 and dev.info.extra["boot"] == 2
