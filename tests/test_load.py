@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import phys
+from phys.cli import main
 from phys.data import load
 from phys.experiment import TrainSpec
 from phys.runs import train as train_run
@@ -108,11 +109,11 @@ def test_phys_predict_writes_the_labels_predict_gives(finished, tmp_path: Path) 
     (np.full((1, 64), np.nan), "x.npy: x contains NaN or Inf"),
 ])
 def test_phys_predict_refuses_bad_input_in_one_line(finished, tmp_path: Path, array,
-                                                     message: str) -> None:
+                                                     message: str, capsys) -> None:
     np.save(tmp_path / "x.npy", array)
-    done = _cli("predict", str(finished[0]), "--input", str(tmp_path / "x.npy"))
-    assert done.returncode == 2
-    assert re.search(message, done.stderr) and len(done.stderr.strip().splitlines()) == 1
+    assert main(["predict", str(finished[0]), "--input", str(tmp_path / "x.npy")]) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err) and len(err.strip().splitlines()) == 1
 
 
 def test_phys_eval_on_a_directory_that_is_not_a_run(tmp_path: Path) -> None:
