@@ -394,9 +394,15 @@ def _cmd_devices(args: argparse.Namespace) -> int:
                 desc = (f"n_in={i.n_in} n_out={i.n_out} range=[{i.in_min:g}, {i.in_max:g}] "
                         f"max_batch={i.max_batch} differentiable={i.differentiable} "
                         f"stochastic={i.stochastic}")
+            units = i.extra.get("units")
+            desc += f"\n{'':12s} units: {units}" if units else ""
         except Exception as err:  # a device that cannot open with defaults still lists
             desc = f"(cannot open with default options: {err})"
         print(f"{name:12s} {target}\n{'':12s} {desc}")
+    if not args.names:
+        print("\naddresses (--device ADDRESS):")
+        for scheme, opener in registry.OPENERS.items():
+            print(f"  {scheme:10s} {', '.join(opener.forms)}")
     return 0
 
 

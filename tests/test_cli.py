@@ -129,3 +129,18 @@ def test_baseline_and_data_option_errors_are_one_line(tmp_path, args, message):
     proc = run("train", "--epochs", "1", "--no-progress", "--out", str(tmp_path / "r"), *args)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and message in proc.stderr
+
+
+def test_python_dash_m_phys_is_the_command_line():
+    out = subprocess.run([sys.executable, "-m", "phys", "--help"], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "phys COMMAND --help" in out.stdout
+
+
+def test_devices_lists_address_forms_and_units(capsys):
+    assert main(["devices"]) == 0
+    out = capsys.readouterr().out
+    assert "socket://HOST:PORT" in out and "serial:///dev/ttyACM0" in out
+    assert "pennylane:<PennyLane device>" in out
+    assert "units: " in out
