@@ -181,16 +181,11 @@ def _swap_parser() -> _Parser:
                     "on 32x32 images; print a table and write swap.csv, swap_epochs.csv and "
                     "swap.png to --out.")
     add_options(p, SwapConfig, group=p.add_argument_group("study options"))
-    p.add_argument("--torch-device", default="cpu",
-                   help="torch device to train on, e.g. cuda (default: cpu)")
-    p.add_argument("--threads", type=int,
-                   help="torch threads (default: torch's choice; on cores busy with other "
-                        "work, 1 is often much faster)")
     p.add_argument("--out", help="output directory (default: runs/swap)")
     p.add_argument("--resume", metavar="DIR",
                    help="continue the study in DIR: finished runs are kept, the others "
                         "continue from their checkpoints")
-    add_options(p, RunOptions, skip=("device_wait",))
+    add_options(p, RunOptions, skip=("device_wait", "tensorboard"))
     p.flags.update(out="--out", resume="--resume")
     return p
 
@@ -242,12 +237,14 @@ def _eval_parser() -> _Parser:
     p.add_argument("--data", help="test on this dataset instead of the run's own")
     p.add_argument("--data-option", "-d", type=_parse_option, action="append", default=[],
                    metavar="KEY=VALUE", help="option of --data, e.g. -d classes=7")
+    _add_threads(p)
     return p
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from phys.load import evaluate_run
 
+    _use_threads(args.threads)
     result = evaluate_run(args.run, args.data, dict(args.data_option) or None)
     print(f"test accuracy {result['test_accuracy']:.4f} on {result['data']} "
           f"({result['test_samples']} samples, device queries {result['device_queries']}, "
@@ -263,12 +260,14 @@ def _predict_parser() -> _Parser:
     p.add_argument("--input", required=True, metavar="FILE.npy", help="features, one row each")
     p.add_argument("--out", metavar="FILE.npy", help="where to write the int64 labels "
                    "(default: DIR/predictions.npy)")
+    _add_threads(p)
     return p
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     from phys.load import predict_file
 
+    _use_threads(args.threads)
     print(f"wrote {predict_file(args.run, args.input, args.out)}")
     return 0
 
@@ -288,6 +287,7 @@ def _emulate_parser() -> _Parser:
                     "disconnected. Stops on Ctrl-C or SIGTERM and prints a summary.",
     )
     add_options(p, EmulateOptions)
+    _add_threads(p)
     return p
 
 
@@ -317,30 +317,56 @@ def _resumed(resume: str, out: str | None, kind: str, cls: type,
 def _cmd_train(args: argparse.Namespace) -> int:
     from phys.experiment import RunOptions, TrainSpec
     from phys.runs import DeviceLost, train
-    from phys.runs.lock import check_out
 
     typed = given(args, TrainSpec)
-    if args.resume is not None:
-        check_out(args.resume, "resume")
-        spec, out = _resumed(args.resume, args.out, "train", TrainSpec, typed), args.resume
-    else:
-        spec, out = TrainSpec(**typed), "runs/train" if args.out is None else args.out
+    run_options = RunOptions(**given(args, RunOptions))
+    spec, out, resume = _train_target(args, typed, run_options.overwrite)
+    options = {**vars(run_options), "threads": _use_threads(run_options.threads)}
     try:
-        results = train(spec, out=out, resume=args.resume is not None,
-                        **vars(RunOptions(**given(args, RunOptions))))
+        results = train(spec, out=out, resume=resume, **options)
     except DeviceLost as err:
         print(f"phys: {err}", file=sys.stderr)
         return 3
+    _print_results(results, out)
+    return 0
+
+
+def _train_target(args: argparse.Namespace, typed: dict[str, Any], overwrite: bool
+                  ) -> tuple[Any, str, bool]:
+    """``(spec, run directory, resume)`` of ``phys train``: a new run, or the run given to
+    ``--resume`` (a finished one only with ``--overwrite``, which trains it again)."""
+    from phys.experiment import TrainSpec
+    from phys.runs import RunDir
+    from phys.runs.lock import check_out
+
+    if args.resume is None:
+        return TrainSpec(**typed), "runs/train" if args.out is None else args.out, False
+    check_out(args.resume, "resume")
+    spec = _resumed(args.resume, args.out, "train", TrainSpec, typed)
+    if not RunDir(args.resume).finished():
+        return spec, args.resume, True
+    if not overwrite:
+        raise CLIError(f"--resume {args.resume}: the run is finished ({spec.epochs} epochs); "
+                       f"nothing to resume (to train it again: phys train --resume "
+                       f"{args.resume} --overwrite)")
+    return spec, args.resume, False
+
+
+def _print_results(results: dict[str, Any], out: str) -> None:
     lab = results.get("lab_seconds")
     print(f"train accuracy {results['train_accuracy']:.4f}  "
           f"test accuracy {results['test_accuracy']:.4f}  "
           f"({results['epochs']} epochs, {results['seconds']:.1f} s)")
     print(f"device queries {results['device_queries']}  samples {results['device_samples']}"
           + (f"  estimated lab time {lab:.0f} s" if lab is not None else ""))
+    for link in results.get("link") or ():
+        print(f"link {link['device']}: {link['requests']} requests, {link['resends']} "
+              f"resends, {link['timeouts']} timeouts, {link['bad_frames']} bad frames, "
+              f"{link['stale']} stale, {link['busy']} busy, {link['reboots']} reboots, "
+              f"{link['reopens']} reopens")
     if results.get("digital_flops") is not None:
         print(f"digital FLOPs of training {results['digital_flops']:.3g}")
     print(f"wrote {out}/results.json, metrics.csv, curve.png, checkpoint.pt")
-    return 0
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
@@ -348,8 +374,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from phys.experiment import RunOptions, TrainSpec
 
     out = args.out or "runs/compare"
+    run_options = RunOptions(**given(args, RunOptions))
     table = compare(TrainSpec(**given(args, TrainSpec), count_flops=True), args.trainers,
-                    out, progress=RunOptions(**given(args, RunOptions)).progress)
+                    out, progress=run_options.progress,
+                    threads=_use_threads(run_options.threads),
+                    torch_device=run_options.torch_device,
+                    tensorboard=run_options.tensorboard)
     print(table, end="")
     print(f"wrote {out}/compare.md, compare.png and a run directory per trainer")
     return 0
@@ -358,6 +388,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _cmd_emulate(args: argparse.Namespace) -> int:
     from phys.devices.emulate import EmulateOptions, serve
 
+    _use_threads(args.threads)
     serve(EmulateOptions(**given(args, EmulateOptions)))
     return 0
 
@@ -417,6 +448,22 @@ def _torch_device(name: str) -> Any:
     return device
 
 
+def _use_threads(threads: int | None) -> int:
+    """Set torch's threads: ``threads``, or by default the cores available to the
+    process (:mod:`phys.threads`)."""
+    from phys.threads import set_threads
+
+    return set_threads(threads)
+
+
+def _add_threads(parser: _Parser) -> None:
+    """``--threads``, for commands that compute but take no :class:`RunOptions`."""
+    from phys.experiment import RunOptions
+
+    add_options(parser, RunOptions, skip=tuple(
+        f.name for f in dataclasses.fields(RunOptions) if f.name != "threads"))
+
+
 def _cmd_swap(args: argparse.Namespace) -> int:
     from phys.experiment import RunOptions
     from phys.quantum.study import SwapConfig
@@ -431,17 +478,12 @@ def _cmd_swap(args: argparse.Namespace) -> int:
         config, out = _resumed(args.resume, args.out, "swap", SwapConfig, typed), args.resume
     else:
         config, out = SwapConfig(**typed), "runs/swap" if args.out is None else args.out
-    run_options = RunOptions(**given(args, RunOptions))
-    if args.threads is not None:
-        if args.threads < 1:
-            raise CLIError(f"--threads must be >= 1, got {args.threads}")
-        import torch
-
-        torch.set_num_threads(args.threads)
+    run_options = RunOptions(**given(args, RunOptions, skip=("tensorboard",)))
+    _use_threads(run_options.threads)
     _, table = run_study(config, out, progress=run_options.progress,
                          resume=args.resume is not None, overwrite=run_options.overwrite,
                          checkpoint_every=run_options.checkpoint_every,
-                         device=_torch_device(args.torch_device))
+                         device=_torch_device(run_options.torch_device))
     print(table, end="")
     print(f"wrote {out}/{CSV}, {EPOCHS_CSV}, {PLOT}")
     return 0
@@ -525,6 +567,11 @@ def translate(message: str, flags: dict[str, str]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``phys`` console script; returns the exit status."""
+    from phys import console
+    from phys.threads import prefer_passive_waiting
+
+    prefer_passive_waiting()  # before torch loads: OpenMP reads it once
+    console.configure()
     top = _top_parser()
     request = top.parse_args(sys.argv[1:] if argv is None else list(argv))
     if request.command is None:

@@ -57,9 +57,13 @@ def _plot(histories: dict[str, list[dict[str, Any]]], path: Path, title: str) ->
 
 
 def compare(spec: TrainSpec, trainers: Sequence[str], out: str | Path, *,
-            progress: bool = False) -> str:
+            progress: bool = False, threads: int | None = None, torch_device: str = "cpu",
+            tensorboard: bool = True) -> str:
     """Run ``spec`` once per trainer (FLOPs counted) into ``out/TRAINER``; write
     ``out/compare.md`` and ``out/compare.png``. Returns the markdown table.
+
+    ``progress``, ``threads``, ``torch_device`` and ``tensorboard`` are those of
+    :func:`phys.runs.train`.
 
     Backprop trains in silico, so its training uses no device samples; on the
     samples axis (symmetric log) its curve sits at zero.
@@ -69,7 +73,9 @@ def compare(spec: TrainSpec, trainers: Sequence[str], out: str | Path, *,
     for name in trainers:
         collected: list[dict[str, Any]] = []
         result = train_run(replace(spec, trainer=name, count_flops=True), out=out / name,
-                           progress=progress, on_epoch=collected.append, overwrite=True)
+                           progress=progress, on_epoch=collected.append, overwrite=True,
+                           threads=threads, torch_device=torch_device,
+                           tensorboard=tensorboard)
         results.append(result)
         histories[name] = collected
     table = markdown_table(results)

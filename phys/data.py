@@ -27,6 +27,7 @@ Sources and terms:
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import inspect
 import math
@@ -86,6 +87,26 @@ class Dataset:
     def n_features(self) -> int:
         """Values per sample: ``x_train.shape[1]``, or ``1 * 28 * 28`` for images."""
         return math.prod(self.x_train.shape[1:])
+
+    def subset(self, samples: int, seed: int = 0) -> Dataset:
+        """The same dataset with a fixed random subset of ``samples`` training samples
+        (drawn by ``torch.randperm`` seeded ``seed``, kept in their original order); the
+        test split is unchanged.
+
+        Examples::
+
+            >>> load("digits").subset(100).x_train.shape
+            torch.Size([100, 64])
+        """
+        import torch
+
+        n = len(self.y_train)
+        if isinstance(samples, bool) or not isinstance(samples, int) or not 1 <= samples <= n:
+            raise ValueError(f"subset must be an int in 1..{n} (the training samples of "
+                             f"{self.name}), got {samples!r}")
+        pick = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:samples]
+        pick = pick.sort().values
+        return dataclasses.replace(self, x_train=self.x_train[pick], y_train=self.y_train[pick])
 
     def __repr__(self) -> str:
         return (f"Dataset({self.name!r}, train={len(self.y_train)}, test={len(self.y_test)}, "

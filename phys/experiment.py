@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import inspect
 import typing
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -26,7 +27,7 @@ from phys.train.phyll import PhyLLConfig
 
 __all__ = ["TRAINERS", "TWINS", "DataOptions", "DeviceOptions", "NetworkOptions", "RunOptions",
            "TrainSpec", "TrainerOptions", "TwinOptions", "borrowed", "build",
-           "open_layer_device", "prepare"]
+           "load_data", "open_layer_device", "prepare"]
 
 TRAINERS = ("phyll", "backprop", "pat")
 TWINS = ("surrogate", "simulator")
@@ -72,6 +73,9 @@ class DataOptions(Options):
                        "vowels (see phys.data.names)")
     data_options: dict[str, Any] = option(default_factory=dict, help="extra keyword options "
                                           "of the dataset, e.g. classes=7 for vowels")
+    subset: int | None = option(None, min=1, help="train on a fixed random subset of this "
+                                "many training samples (drawn with seed; the test set is "
+                                "kept whole)")
 
 
 @dataclass
@@ -100,6 +104,8 @@ class TrainerOptions(Options):
     lr: float = borrowed(TrainConfig, "lr")
     weight_decay: float = borrowed(TrainConfig, "weight_decay")
     schedule: str = borrowed(TrainConfig, "schedule")
+    eval_every: int = borrowed(TrainConfig, "eval_every")
+    eval_samples: int | None = borrowed(TrainConfig, "eval_samples")
     count_flops: bool = borrowed(TrainConfig, "count_flops")
     seed: int = borrowed(TrainConfig, "seed", help="seeds data order, negatives, initial "
                           "weights and the simulated physics (layer i gets seed + i)")
@@ -113,7 +119,8 @@ class TrainerOptions(Options):
 
     #: Which fields go to which trainer configuration.
     COMMON: ClassVar[tuple[str, ...]] = ("epochs", "batch_size", "lr", "weight_decay",
-                                         "schedule", "count_flops", "seed")
+                                         "schedule", "eval_every", "eval_samples",
+                                         "count_flops", "seed")
     PHYLL: ClassVar[tuple[str, ...]] = ("negatives", "readout", "goodness", "loss",
                                         "label_scale", "theta", "dropout")
 
@@ -143,7 +150,14 @@ class RunOptions(Options):
                                      "to come back, after saving the run")
     overwrite: bool = option(False, help="start again in a run directory that holds an "
                              "unfinished run")
-    progress: bool = option(True, help="show progress bars")
+    progress: bool = option(True, help="show progress bars on a terminal (elsewhere, and "
+                            "without bars, a line per epoch is logged)")
+    threads: int | None = option(None, min=1, max=1024, help="torch threads (default: the "
+                                 "cores available to this process)")
+    torch_device: str = option("cpu", help="torch device of the digital network and of the "
+                               "simulators, e.g. cuda or cuda:1 (hardware answers on the host)")
+    tensorboard: bool = option(True, help="write TensorBoard event files into the run "
+                               "directory (view with: tensorboard --logdir runs)")
 
 
 @dataclass
@@ -245,6 +259,18 @@ def prepare(spec: TrainSpec) -> DeviceSpec:
     return device
 
 
+def load_data(spec: TrainSpec) -> Any:
+    """The spec's :class:`~phys.data.Dataset`, cut to ``spec.subset`` training samples
+    when given."""
+    from phys import data
+
+    dataset = data.load(spec.data, **spec.data_options)
+    if spec.subset is None:
+        return dataset
+    with _blaming("subset"):
+        return dataset.subset(spec.subset, spec.seed)
+
+
 def open_layer_device(device: str | DeviceSpec, n_in: int, n_out: int, seed: int,
                       options: Mapping[str, Any] | None = None) -> Device:
     """Open ``device`` for one layer, passing ``n_in``, ``n_out`` and ``seed`` when the
@@ -267,14 +293,16 @@ Opener = Callable[[DeviceSpec, int, int, int], Device]
 
 
 def _open_devices(spec: TrainSpec, device: DeviceSpec, first_width: int, opened: list[Device],
-                  opener: Opener = open_layer_device) -> list[Any]:
-    """One :class:`~phys.PhysicalLayer` per layer; devices are appended to ``opened``."""
+                  opener: Opener = open_layer_device, torch_device: Any = "cpu") -> list[Any]:
+    """One :class:`~phys.PhysicalLayer` per layer, its device moved to ``torch_device``;
+    devices are appended to ``opened``."""
     from phys.layers import PhysicalLayer
 
     layers, width = [], first_width
     for i in range(spec.layers):
         dev = opener(device, width, spec.measurements, spec.seed + i)
         opened.append(dev)
+        dev.to(torch_device)
         layers.append(PhysicalLayer(dev, width, spec.hidden, activation=spec.activation,
                                     seed=spec.seed + i))
         width = spec.hidden
@@ -282,7 +310,7 @@ def _open_devices(spec: TrainSpec, device: DeviceSpec, first_width: int, opened:
 
 
 def _twins(spec: TrainSpec, device: DeviceSpec, layers: list[Any], opened: list[Device],
-           fit: bool = True) -> tuple[list[Any], list]:
+           fit: bool = True, torch_device: Any = "cpu") -> tuple[list[Any], list]:
     """PAT's twins, one per layer, and a note per twin for the results (``fit=False``:
     surrogates are left unfitted, for a checkpoint to fill)."""
     from phys.train.twin import SurrogateTwin
@@ -292,7 +320,7 @@ def _twins(spec: TrainSpec, device: DeviceSpec, layers: list[Any], opened: list[
         dev = layer.device
         if spec.twin == "simulator":
             twin = open_layer_device(device, dev.info.n_in, dev.info.n_out, spec.seed + i,
-                                     spec.twin_options)
+                                     spec.twin_options).to(torch_device)
             opened.append(twin)
             if not twin.info.differentiable or not hasattr(twin, "simulate"):
                 raise ValueError(
@@ -301,16 +329,29 @@ def _twins(spec: TrainSpec, device: DeviceSpec, layers: list[Any], opened: list[
                 )
             notes.append({"kind": "simulator", "options": dict(spec.twin_options)})
         else:
-            twin = SurrogateTwin(dev.info, seed=spec.seed + i)
+            twin = SurrogateTwin(dev.info, seed=spec.seed + i).to(torch_device)
             report = twin.fit(dev, n_samples=spec.twin_samples) if fit else {}
+            _warn_if_poor(report, i, spec.twin_samples)
             notes.append({"kind": "surrogate", **report})
         twins.append(twin)
     return twins, notes
 
 
+def _warn_if_poor(report: Mapping[str, Any], layer: int, samples: int) -> None:
+    """Warn when a fitted surrogate twin predicts its device poorly (held-out error)."""
+    from phys.train.twin import POOR_REL_RMSE
+
+    rel = report.get("rel_rmse")
+    if rel is not None and rel > POOR_REL_RMSE:
+        warnings.warn(f"the twin of layer {layer + 1} predicts its device with relative RMSE "
+                      f"{rel:.2f} on held-out queries (poor above {POOR_REL_RMSE}), so PAT's "
+                      f"gradients are poor; more twin_samples (now {samples}) fit a better "
+                      f"twin", stacklevel=3)
+
+
 def build(spec: TrainSpec, n_features: int, n_classes: int, opened: list[Device], *,
           device: DeviceSpec | None = None, opener: Opener = open_layer_device,
-          fit_twins: bool = True) -> tuple[Any, dict[str, Any]]:
+          fit_twins: bool = True, torch_device: Any = "cpu") -> tuple[Any, dict[str, Any]]:
     """The trainer ``spec`` asks for, and extra facts for the results.
 
     Args:
@@ -322,6 +363,8 @@ def build(spec: TrainSpec, n_features: int, n_classes: int, opened: list[Device]
         opener: Opens each layer's device from ``device``.
         fit_twins: ``False`` leaves PAT's surrogate twins unfitted (a checkpoint restores
             them).
+        torch_device: Where the digital network, PAT's twins and every device that
+            computes in torch (the simulators) compute; hardware answers on the host.
     """
     device = prepare(spec) if device is None else device
     common = {k: getattr(spec, k) for k in TrainerOptions.COMMON}
@@ -329,20 +372,21 @@ def build(spec: TrainSpec, n_features: int, n_classes: int, opened: list[Device]
         from phys.train.phyll import PhyLLNetwork, PhyLLTrainer
 
         config = PhyLLConfig(**common, **{k: getattr(spec, k) for k in TrainerOptions.PHYLL})
-        layers = _open_devices(spec, device, n_features + n_classes, opened, opener)
+        layers = _open_devices(spec, device, n_features + n_classes, opened, opener,
+                               torch_device)
         network = PhyLLNetwork(layers, n_classes, label_scale=spec.label_scale,
-                               goodness=spec.goodness, seed=spec.seed)
+                               goodness=spec.goodness, seed=spec.seed).to(torch_device)
         return PhyLLTrainer(network, config), {}
 
     from phys.train.network import PhysicalClassifier
 
-    layers = _open_devices(spec, device, n_features, opened, opener)
-    network = PhysicalClassifier(layers, n_classes, seed=spec.seed)
+    layers = _open_devices(spec, device, n_features, opened, opener, torch_device)
+    network = PhysicalClassifier(layers, n_classes, seed=spec.seed).to(torch_device)
     if spec.trainer == "backprop":
         from phys.train.backprop import BackpropTrainer
 
         return BackpropTrainer(network, TrainConfig(**common)), {}
     from phys.train.pat import PATTrainer
 
-    twins, notes = _twins(spec, device, layers, opened, fit_twins)
+    twins, notes = _twins(spec, device, layers, opened, fit_twins, torch_device)
     return PATTrainer(network, twins, TrainConfig(**common)), {"twins": notes}

@@ -13,7 +13,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "phys"
 #: Layers from the bottom up; a module may import its own layer and those below it.
 #: A module belongs to the first entry whose name is the module or a package above it.
 LAYERS: list[tuple[str, ...]] = [
-    ("phys.device", "phys.flops", "phys.atomic", "phys.options", "phys.checksums"),
+    ("phys.device", "phys.flops", "phys.atomic", "phys.options", "phys.checksums",
+     "phys.threads"),
     ("phys.registry", "phys.download"),
     ("phys.simulators", "phys.quantum.statevector", "phys.quantum.circuits",
      "phys.quantum.unitary", "phys.data"),
@@ -25,7 +26,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("phys.report",),
     ("phys.runs",),
     ("phys.load", "phys.compare", "phys.sweep"),
-    ("phys.cli", "phys.__main__"),
+    ("phys.cli", "phys.console", "phys.__main__"),
 ]
 
 

@@ -141,7 +141,8 @@ def _write_study(out: Path, config: SwapConfig, rows: list[dict[str, Any]],
 def run_study(config: SwapConfig, out: str | Path, *, progress: bool = False,
               resume: bool = False, overwrite: bool = False,
               checkpoint_every: int | None = 200, device: Any = "cpu",
-              callbacks: Sequence[Callback] = ()) -> tuple[list[dict[str, Any]], str]:
+              callbacks: Sequence[Callback] = (), threads: int | None = None
+              ) -> tuple[list[dict[str, Any]], str]:
     """Train every level and seed; write ``swap.csv`` (one row per run),
     ``swap_epochs.csv`` (one row per epoch), ``swap.png`` and ``results.json`` into ``out``.
 
@@ -154,7 +155,9 @@ def run_study(config: SwapConfig, out: str | Path, *, progress: bool = False,
     ``callbacks`` are given to every run's :meth:`~phys.train.base.Trainer.fit`. torch's
     global random state is left as it was.
 
-    ``out`` is locked while the study writes it (see :mod:`phys.runs.lock`).
+    ``threads`` sets torch's intra-op threads (``None``: left as they are; see
+    :mod:`phys.threads`). ``out`` is locked while the study writes it (see
+    :mod:`phys.runs.lock`).
 
     Returns:
         The per-run rows and the summary table (Markdown).
@@ -168,7 +171,11 @@ def run_study(config: SwapConfig, out: str | Path, *, progress: bool = False,
         phys.runs.lock.RunLocked: another process writes ``out`` (its pid is named).
         phys.atomic.WriteError: a file cannot be written (a full disk).
     """
+    from phys.threads import check_threads, set_threads
+
     check_every(checkpoint_every)
+    if check_threads(threads) is not None:
+        set_threads(threads)
     out = check_out(out)
     with RunDir(out).lock():
         return _study(config, out, progress=progress, resume=resume, overwrite=overwrite,
@@ -180,6 +187,8 @@ def _study(config: SwapConfig, out: Path, *, progress: bool, resume: bool,
            callbacks: Sequence[Callback]) -> tuple[list[dict[str, Any]], str]:
     """:func:`run_study` with ``out`` locked."""
     from tqdm.auto import tqdm
+
+    from phys.train.progress import interactive
 
     top = RunDir(out)
     settings = jsonable(vars(config))
@@ -193,8 +202,8 @@ def _study(config: SwapConfig, out: Path, *, progress: bool, resume: bool,
     top.start("swap", settings, fresh=not resume)
     steps = math.ceil(len(images[0]) / config.batch_size)
     rows, epochs = [], []
-    with tqdm(total=len(runs) * config.epochs * steps, disable=not progress, unit="step",
-              dynamic_ncols=True) as bar:
+    with tqdm(total=len(runs) * config.epochs * steps, unit="step", dynamic_ncols=True,
+              disable=not (progress and interactive())) as bar:
         for (level, seed), run in runs.items():
             row, history = _one_run(level, seed, run, images, config, settings,
                                     resume=resume, bar=bar, steps=steps, device=device,

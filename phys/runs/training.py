@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from phys.runs.state import Clock, check_kind, check_state, restore_train, train
 from phys.train.callbacks import Callback, EpochEnd
 
 __all__ = ["check_run_options", "train"]
+
+LOG = logging.getLogger("phys.progress")
 
 
 def check_run_options(checkpoint_every: Any, device_wait: Any) -> None:
@@ -43,8 +46,7 @@ def _prepare(spec: Any, run_dir: RunDir | None, *, resume: bool, overwrite: bool
     """The run's configuration, parsed device, dataset and checkpoint (``None``: a new
     run); refuses what does not fit (the run directory, its checkpoint) before the data
     loads and before any device opens."""
-    from phys import data
-    from phys.experiment import prepare
+    from phys.experiment import load_data, prepare
 
     config = jsonable(vars(spec))
     state = used = None
@@ -53,7 +55,7 @@ def _prepare(spec: Any, run_dir: RunDir | None, *, resume: bool, overwrite: bool
         if resume:
             state, used = _saved_state(spec, run_dir)
     device = prepare(spec)  # the device is parsed here, once, and fails before the data
-    dataset = data.load(spec.data, **spec.data_options)
+    dataset = load_data(spec)
     if state is not None:
         batches = len(range(0, len(dataset.x_train), spec.batch_size))
         check_state(state, used, epochs=spec.epochs, batches=batches)
@@ -64,39 +66,77 @@ def _finished(spec: Any, run_dir: RunDir) -> dict[str, Any]:
     """The results of the finished run in ``run_dir``, once it is checked to be this
     run (configuration, checkpoint); nothing is trained or written."""
     run_dir.check("train", jsonable(vars(spec)), resume=True)
-    _saved_state(spec, run_dir)
+    state, _ = _saved_state(spec, run_dir)
+    LOG.info("%s is finished (%d epochs): nothing to resume, nothing written", run_dir.path,
+             int(state["epoch"]))
     try:
         return json.loads(run_dir.results.read_text())
     except (OSError, ValueError) as err:
         raise ValueError(f"{run_dir.results}: unreadable results: {err}") from None
 
 
+def _say_resumed(run_dir: RunDir, state: Mapping[str, Any]) -> None:
+    """Log where a resumed run continues: its epoch and batch (1-based, the next ones)."""
+    progress = state.get("progress") or {}
+    done = int(progress.get("batches", 0))
+    epoch = int(state["epoch"])
+    LOG.info("resuming %s from epoch %d, batch %d (%d epochs and %d batches done)",
+             run_dir.path, epoch + 1, done + 1, epoch, done)
+
+
 def _callbacks(run_dir: RunDir | None, state: Callable[[], Mapping[str, Any]],
-               *, checkpoint_every: int | None, device_wait: float, hint: str,
-               on_epoch: Callable[[dict[str, float]], None] | None
+               settings: Mapping[str, Any], hint: str
                ) -> tuple[list[Callback], Keeper | None]:
-    keeper = None if run_dir is None else Keeper(run_dir, state, every=checkpoint_every)
+    keeper = None if run_dir is None else Keeper(run_dir, state,
+                                                  every=settings["checkpoint_every"])
     callbacks: list[Callback] = [] if keeper is None else [keeper]
-    callbacks.append(DeviceGuard(device_wait, hint, keeper))
-    if on_epoch is not None:
-        callbacks.append(EpochEnd(on_epoch))
+    callbacks.append(DeviceGuard(settings["device_wait"], hint, keeper))
+    if run_dir is not None and settings["tensorboard"]:
+        from phys.runs.tensorboard import TensorBoardLog
+
+        callbacks.append(TensorBoardLog(run_dir.path))
+    if settings["on_epoch"] is not None:
+        callbacks.append(EpochEnd(settings["on_epoch"]))
     return callbacks, keeper
 
 
 def _build(spec: Any, device: Any, dataset: Any, state: Mapping[str, Any] | None,
-           run_dir: RunDir | None, opened: list[Any], opener: Any
+           run_dir: RunDir | None, opened: list[Any], opener: Any, torch_device: Any
            ) -> tuple[Any, dict[str, Any], Clock]:
     """The trainer (restored from ``state`` when resuming), the extra facts for the
-    results and the run's clock; devices opened are appended to ``opened``."""
+    results and the run's clock (started before PAT's twins are fitted, so their
+    fitting counts in the run's seconds); devices opened are appended to ``opened``."""
     from phys.experiment import build, open_layer_device
 
+    clock = Clock() if state is None else Clock(float(state["seconds"]))
     trainer, extra = build(spec, dataset.n_features, dataset.n_classes, opened,
                            device=device, opener=opener or open_layer_device,
-                           fit_twins=state is None)
+                           fit_twins=state is None, torch_device=torch_device)
     if state is None:
-        return trainer, extra, Clock()
+        return trainer, extra, clock
     restore_train(trainer, state, "train", run_dir.path)
-    return trainer, dict(state["extra"]), Clock(float(state["seconds"]))
+    _say_resumed(run_dir, state)
+    return trainer, dict(state["extra"]), clock
+
+
+def _torch_device(name: str) -> Any:
+    """``torch.device(name)``, checked to be usable here (ValueError naming it)."""
+    import torch
+
+    try:
+        device = torch.device(name)
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError, ValueError) as err:
+        raise ValueError(f"torch_device {name!r} cannot be used here: "
+                         f"{str(err).splitlines()[0]}") from None
+    return device
+
+
+def _link_stats(trainer: Any) -> list[dict[str, Any]] | None:
+    """Each serial device's link counters (resends, drops ...), ``None`` without one."""
+    found = [{"device": dev.info.name, **dev.link.as_dict()} for dev in trainer.devices()
+             if hasattr(getattr(dev, "link", None), "as_dict")]
+    return found or None
 
 
 def _results(spec: Any, trainer: Any, extra: Mapping[str, Any], seconds: float,
@@ -115,6 +155,9 @@ def _results(spec: Any, trainer: Any, extra: Mapping[str, Any], seconds: float,
         "config": dict(vars(spec)),
         "versions": versions(),
     }
+    links = _link_stats(trainer)
+    if links is not None:
+        results["link"] = links
     if keeper is not None:
         results["checkpoints"] = {"saved": keeper.saves, "seconds": keeper.seconds,
                                   "write_seconds": keeper.write_seconds,
@@ -127,15 +170,18 @@ def train(spec: Any, *, out: str | Path | None = None, progress: bool = False,
           on_epoch: Callable[[dict[str, float]], None] | None = None, resume: bool = False,
           overwrite: bool = False, checkpoint_every: int | None = 200,
           device_wait: float = 300.0, opener: Any = None,
-          resume_hint: str | None = None) -> dict[str, Any]:
+          resume_hint: str | None = None, threads: int | None = None,
+          torch_device: str = "cpu", tensorboard: bool = True) -> dict[str, Any]:
     """Train as ``spec`` (a :class:`~phys.experiment.TrainSpec`) says; with ``out``, keep
     the run's files there (see :mod:`phys.runs`): config, checkpoints (every epoch and
-    every ``checkpoint_every`` batches), metrics, and at the end results and curve.
+    every ``checkpoint_every`` batches), metrics, TensorBoard event files, and at the end
+    results and curve.
 
     Args:
         spec: What to train.
         out: Run directory.
-        progress: Show progress bars.
+        progress: Show progress bars on a terminal (a line per epoch is logged to
+            ``phys.progress`` otherwise).
         on_epoch: Called with each epoch's metrics.
         resume: Continue the run in ``out`` from its latest checkpoint that verifies;
             ``spec`` must be the run's own (the error lists any difference). A finished
@@ -147,10 +193,15 @@ def train(spec: Any, *, out: str | Path | None = None, progress: bool = False,
         opener: Opens each layer's device, as ``opener(device_spec, n_in, n_out, seed)``
             (default :func:`phys.experiment.open_layer_device`).
         resume_hint: The command that continues this run, for messages.
+        threads: torch's intra-op threads for the run (``None``: left as they are; see
+            :mod:`phys.threads`).
+        torch_device: Where the digital network and the simulators compute (``"cuda"``).
+        tensorboard: Write TensorBoard event files into ``out``.
 
     Returns:
         The results dict written to ``results.json`` (with the ``versions`` of
-        :func:`phys.runs.provenance.versions`).
+        :func:`phys.runs.provenance.versions`, and ``link``: each serial device's link
+        counters).
 
     ``out`` is locked while the run writes it (see :mod:`phys.runs.lock`).
 
@@ -166,22 +217,28 @@ def train(spec: Any, *, out: str | Path | None = None, progress: bool = False,
         phys.atomic.WriteError: a file of the run cannot be written (a full disk).
         phys.runs.DeviceLost: a device stopped answering for longer than ``device_wait``.
     """
+    from phys.threads import check_threads, set_threads
+
     check_run_options(checkpoint_every, device_wait)
+    check_threads(threads)
+    where = _torch_device(torch_device)
     if out is None and resume:
         raise ValueError("resume needs the run directory (out)")
     run_dir = None if out is None else RunDir(check_out(out))
+    if threads is not None:
+        set_threads(threads)
+    settings = {"checkpoint_every": checkpoint_every, "device_wait": device_wait,
+                "tensorboard": tensorboard, "on_epoch": on_epoch}
     with contextlib.nullcontext() if run_dir is None else run_dir.lock():
         if resume and run_dir.finished():
             return _finished(spec, run_dir)
-        return _train(spec, run_dir, progress=progress, on_epoch=on_epoch, resume=resume,
-                      overwrite=overwrite, checkpoint_every=checkpoint_every,
-                      device_wait=device_wait, opener=opener,
+        return _train(spec, run_dir, progress=progress, resume=resume, overwrite=overwrite,
+                      opener=opener, torch_device=where, settings=settings,
                       hint=resume_hint or f"phys train --resume {out}")
 
 
-def _train(spec: Any, run_dir: RunDir | None, *, progress: bool,
-           on_epoch: Callable[[dict[str, float]], None] | None, resume: bool,
-           overwrite: bool, checkpoint_every: int | None, device_wait: float, opener: Any,
+def _train(spec: Any, run_dir: RunDir | None, *, progress: bool, resume: bool,
+           overwrite: bool, opener: Any, torch_device: Any, settings: Mapping[str, Any],
            hint: str) -> dict[str, Any]:
     """:func:`train` with the run directory (if any) locked."""
     from phys.report import write_run
@@ -190,19 +247,21 @@ def _train(spec: Any, run_dir: RunDir | None, *, progress: bool,
                                               overwrite=overwrite)
     opened: list[Any] = []
     try:
-        trainer, extra, clock = _build(spec, device, dataset, state, run_dir, opened, opener)
+        trainer, extra, clock = _build(spec, device, dataset, state, run_dir, opened, opener,
+                                       torch_device)
         if run_dir is not None:
             run_dir.start("train", config, fresh=state is None)
         callbacks, keeper = _callbacks(
             run_dir, lambda: train_state(trainer, config, extra, clock.seconds()),
-            checkpoint_every=checkpoint_every, device_wait=device_wait, hint=hint,
-            on_epoch=on_epoch)
-        trainer.fit(dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test,
-                    callbacks=callbacks, progress=progress)
+            settings, hint)
+        data = [t.to(torch_device) for t in (dataset.x_train, dataset.y_train,
+                                              dataset.x_test, dataset.y_test)]
+        trainer.fit(*data, callbacks=callbacks, progress=progress)
         results = _results(spec, trainer, extra, clock.seconds(), keeper, state)
         if run_dir is not None:
             write_run(run_dir.path, results, trainer.history, None,
-                      title=f"{spec.trainer} on {spec.device} / {spec.data}")
+                      title=f"{spec.trainer} on {spec.device} / {spec.data}",
+                      loss_label=trainer.loss_label)
         return results
     finally:
         for dev in opened:

@@ -26,6 +26,7 @@ from phys.options import Options, option
 from phys.train import batches
 from phys.train.batches import check_data
 from phys.train.callbacks import Callback, CallbackList
+from phys.train.progress import progress_callback
 
 __all__ = ["TrainConfig", "Trainer", "check_data"]
 
@@ -63,6 +64,11 @@ class TrainConfig(Options):
         10_000, min=1, help="training accuracy after each epoch is measured on a fixed random "
         "subset of this many training samples (None: all), since evaluation queries the "
         "device too")
+    eval_every: int = option(1, min=1, max=100_000, help="measure the accuracies every this "
+                             "many epochs, and after the last (evaluation queries the device)")
+    eval_samples: int | None = option(
+        None, min=1, help="test accuracy is measured on a fixed random subset of this many "
+        "test samples (None: all)")
 
 
 class Trainer(ABC):
@@ -81,6 +87,8 @@ class Trainer(ABC):
     #: Whether :meth:`train_step` returns ``(loss, correct predictions)`` (needed for
     #: ``train_accuracy="running"``) instead of the loss alone.
     step_reports_correct: bool = False
+    #: What :attr:`last_loss` is, in words (plots label their loss axis with it).
+    loss_label: str = "loss"
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
@@ -95,6 +103,9 @@ class Trainer(ABC):
         self.batches_per_epoch: int | None = None
         #: The loss of the latest training step (``None`` before the first).
         self.last_loss: float | None = None
+        #: The latest training step's loss of each layer, for trainers that train layers
+        #: by local losses (``None``: one loss for the whole network).
+        self.layer_losses: list[float] | None = None
         self._callbacks = CallbackList()  # those of the running fit
         self._progress: dict[str, Any] | None = None  # within an epoch: order, batches done
 
@@ -190,13 +201,16 @@ class Trainer(ABC):
             x_test, labels_test: Optional held-out set evaluated after every epoch, in
                 either form.
             callbacks: :class:`~phys.train.callbacks.Callback` objects, called in order.
-            progress: Show a tqdm progress bar per epoch.
+            progress: Show a progress bar per epoch on a terminal or in a notebook;
+                otherwise, and always without a bar, a line per epoch goes to the logger
+                ``phys.progress`` (see :mod:`phys.train.progress`).
 
         Returns:
             One metrics dict per epoch: ``epoch``, ``loss`` (mean over the batches),
             ``train_accuracy`` (see ``config.train_accuracy``), ``test_accuracy`` (with a
             test set), ``seconds`` (of the epoch) and the running totals of
-            :meth:`device_usage`.
+            :meth:`device_usage`. With ``config.eval_every`` K > 1 the accuracies are in
+            the rows of every K-th epoch and the last only.
 
         Tensors are shuffled each epoch by ``torch.randperm`` from the trainer's
         generator; an iterable orders its batches itself (with
@@ -219,11 +233,11 @@ class Trainer(ABC):
             raise ValueError(f"train_accuracy='running' needs a trainer whose train_step "
                              f"reports its correct predictions; {type(self).__name__} does "
                              f"not (use train_accuracy='eval')")
-        calls = self._callbacks = CallbackList(callbacks)
+        calls = self._callbacks = CallbackList([*callbacks, progress_callback(progress)])
         calls.on_fit_start(self)
         try:
             while self.epoch < cfg.epochs:
-                row = self._fit_epoch(train, test, progress)
+                row = self._fit_epoch(train, test)
                 calls.on_epoch_end(self, row)
         finally:
             self._callbacks = CallbackList()
@@ -231,36 +245,30 @@ class Trainer(ABC):
         return self.history
 
     def _fit_epoch(self, train: batches.TensorBatches | batches.IterableBatches,
-                   test: batches.TensorBatches | batches.IterableBatches | None,
-                   progress: bool) -> dict[str, Any]:
+                   test: batches.TensorBatches | batches.IterableBatches | None
+                   ) -> dict[str, Any]:
         """Train and evaluate one epoch (the rest of one, when resumed within it)."""
-        from tqdm.auto import tqdm
-
         self._set_learning_rate()
         t0 = self._begin_epoch(train, time.perf_counter())
         done = int(self._progress["batches"])
         self.batches_per_epoch = train.n_batches
-        # updated by hand: a tqdm iterator closes itself before the epoch's metrics
-        bar = tqdm(total=train.n_batches, initial=done, unit="batch", disable=not progress,
-                   desc=f"epoch {self.epoch + 1}/{self.config.epochs}", dynamic_ncols=True)
         for x, labels in train.epoch(self._progress["order"], done):
-            loss = self._train_batch(x, labels, t0)
-            bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
-            bar.update(1)
+            self._train_batch(x, labels, t0)
             self._callbacks.on_batch_end(self, int(self._progress["batches"]))
         if not self._progress["losses"]:
             raise ValueError(f"{getattr(train, 'name', 'x')} gave no batches")
         # the epoch counts as done once evaluated: a state taken while evaluating
         # resumes with the evaluation
         row = self._epoch_row(train, test, t0)
-        bar.set_postfix({name: f"{row[key]:.3f}" for key, name in (
-            ("loss", "loss"), ("train_accuracy", "train"), ("test_accuracy", "test"))
-            if key in row})
-        bar.close()
         self._progress = None
         self.epoch += 1
         self.history.append(row)
         return row
+
+    def evaluates(self, epoch: int) -> bool:
+        """Whether the accuracies are measured after ``epoch`` (1-based): every
+        ``config.eval_every``-th epoch and the last."""
+        return epoch % self.config.eval_every == 0 or epoch >= self.config.epochs
 
     def _begin_epoch(self, train: batches.TensorBatches | batches.IterableBatches,
                      t0: float) -> float:
@@ -276,9 +284,17 @@ class Trainer(ABC):
         train.check_resume(progress["order"], int(progress["batches"]))
         return t0 - float(progress["seconds"])
 
+    @property
+    def torch_device(self) -> torch.device:
+        """Where the network's parameters are (batches are moved there)."""
+        for tensor in self.network.parameters():
+            return tensor.device
+        return torch.device("cpu")
+
     def _train_batch(self, x: torch.Tensor, labels: torch.Tensor, t0: float) -> float:
         """One step, recorded in the epoch's progress; returns its loss."""
-        out = self._step(x, labels)
+        where = self.torch_device
+        out = self._step(x.to(where), labels.to(where))
         loss, correct = out if isinstance(out, tuple) else (out, 0)
         progress = self._progress  # read after the step: a guard may have restored it
         progress["losses"].append(float(loss))
@@ -297,11 +313,14 @@ class Trainer(ABC):
         row: dict[str, Any] = {"epoch": self.epoch + 1, "loss": sum(losses) / len(losses)}
         if cfg.train_accuracy == "running":
             row["train_accuracy"] = int(progress["correct"]) / max(1, int(progress["samples"]))
-        else:
+        elif self.evaluates(self.epoch + 1):
+            self._callbacks.on_evaluate(self, "train", cfg.train_eval_samples)
             row["train_accuracy"] = self._accuracy(
                 train.for_evaluation(cfg.train_eval_samples, cfg.seed))
-        if test is not None:
-            row["test_accuracy"] = self._accuracy(test.for_evaluation(None, cfg.seed))
+        if test is not None and self.evaluates(self.epoch + 1):
+            self._callbacks.on_evaluate(self, "test", cfg.eval_samples)
+            row["test_accuracy"] = self._accuracy(test.for_evaluation(cfg.eval_samples,
+                                                                      cfg.seed))
         row["seconds"] = time.perf_counter() - t0
         usage = self.device_usage()
         for key in ("device_queries", "device_samples", "lab_seconds", "digital_flops"):
@@ -318,7 +337,9 @@ class Trainer(ABC):
     def _accuracy(self, pairs: Batches) -> float:
         before = self._device_totals()
         correct = total = 0
+        where = self.torch_device
         for x, labels in pairs:
+            x = x.to(where)
             pred = self._callbacks.wrap(self, "predict", lambda x=x: self.predict(x))
             correct += int((pred.to(labels.device) == labels).sum())
             total += x.shape[0]

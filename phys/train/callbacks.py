@@ -33,9 +33,10 @@ class Callback:
     does nothing until overridden.
 
     The order of calls: :meth:`on_fit_start` once; per epoch, :meth:`on_batch_end` after
-    every training step, then :meth:`on_epoch_end` once the epoch is evaluated;
-    :meth:`on_fit_end` once, also when training stops with an exception. Every call that
-    queries devices runs through :meth:`wrap`.
+    every training step, :meth:`on_evaluate` before each accuracy measured at its end,
+    then :meth:`on_epoch_end` once the epoch is evaluated; :meth:`on_fit_end` once, also
+    when training stops with an exception. Every call that queries devices runs through
+    :meth:`wrap`.
     """
 
     def on_fit_start(self, trainer: Trainer) -> None:
@@ -45,6 +46,10 @@ class Callback:
         """After a training step; ``batch`` counts the batches done in this epoch
         (1, 2, ...). :meth:`~phys.train.base.Trainer.state_dict` taken here resumes after
         that batch."""
+
+    def on_evaluate(self, trainer: Trainer, split: str, samples: int | None) -> None:
+        """Before the accuracy on ``split`` (``"train"`` or ``"test"``) is measured at an
+        epoch's end, on ``samples`` samples (``None``: all of them)."""
 
     def on_epoch_end(self, trainer: Trainer, row: Mapping[str, Any]) -> None:
         """After an epoch is trained, evaluated and appended to ``trainer.history``
@@ -100,6 +105,10 @@ class CallbackList(Callback):
     def on_batch_end(self, trainer: Trainer, batch: int) -> None:
         for callback in self.callbacks:
             callback.on_batch_end(trainer, batch)
+
+    def on_evaluate(self, trainer: Trainer, split: str, samples: int | None) -> None:
+        for callback in self.callbacks:
+            callback.on_evaluate(trainer, split, samples)
 
     def on_epoch_end(self, trainer: Trainer, row: Mapping[str, Any]) -> None:
         for callback in self.callbacks:

@@ -7,7 +7,9 @@ network fitted to the device's own answers.
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from typing import Any
 
 import torch
@@ -19,7 +21,13 @@ from phys.flops import FlopMeter
 from phys.nn.functional import seeded_linear
 from phys.nn.physics_aware import Twin
 
-__all__ = ["SurrogateTwin", "Twin"]
+__all__ = ["POOR_REL_RMSE", "SurrogateTwin", "Twin"]
+
+LOG = logging.getLogger("phys.progress")
+#: Held-out relative RMSE above which a surrogate twin's gradients are called poor.
+POOR_REL_RMSE = 0.25
+#: Progress lines a twin's fitting logs (evenly over its epochs).
+_FIT_LINES = 5
 
 
 class SurrogateTwin(nn.Module):
@@ -83,28 +91,45 @@ class SurrogateTwin(nn.Module):
             inputs: torch.Tensor | None = None) -> dict[str, Any]:
         """Query ``device`` on ``inputs`` (default: ``n_samples`` uniform in range) and fit
         the MLP to its answers by mean-squared error. The queries count in
-        ``device.stats``; the fitting FLOPs in ``self.flops``.
+        ``device.stats``; the fitting FLOPs in ``self.flops``. Progress goes to the logger
+        ``phys.progress``, a few lines per fit.
 
         Returns:
-            ``device_samples`` used and the final relative error ``rel_rmse`` on a
-            held-out tenth.
+            ``device_samples`` used, the final relative error ``rel_rmse`` on a held-out
+            tenth, and the ``seconds`` the fit took (queries included).
         """
+        t0 = time.perf_counter()
         gen = torch.Generator().manual_seed(self.seed + 1)
         if inputs is None:
             lo, hi = self.info.in_min, self.info.in_max
             inputs = lo + (hi - lo) * torch.rand(n_samples, self.info.n_in, generator=gen)
         u = validate_batch(inputs, self.info, where="twin fitting inputs")
+        u = u.to(self.y_mean.device)  # answers come back where the inputs are
+        LOG.info("twin of %s: measuring %d fitting samples", self.info.name, len(u))
         y = device.query(u)
         self.y_mean.copy_(y.mean(0))
         self.y_std.copy_(y.std(0).clamp_min(1e-6))
         n_val = max(1, len(u) // 10)
-        u_fit, y_fit, u_val, y_val = u[n_val:], y[n_val:], u[:n_val], y[:n_val]
+        self._train(u[n_val:], y[n_val:], epochs, batch_size, lr, gen)
+        with torch.no_grad():
+            u_val, y_val = u[:n_val], y[:n_val]
+            err = (self.simulate(u_val) - y_val).square().mean().sqrt()
+            rel = float(err / y_val.square().mean().sqrt().clamp_min(1e-12))
+        seconds = time.perf_counter() - t0
+        LOG.info("twin of %s: held-out relative RMSE %.3f (%.1f s)", self.info.name, rel,
+                 seconds)
+        return {"device_samples": len(u), "rel_rmse": rel, "seconds": seconds}
+
+    def _train(self, u_fit: torch.Tensor, y_fit: torch.Tensor, epochs: int,
+               batch_size: int, lr: float, gen: torch.Generator) -> None:
+        """Fit the MLP to ``(u_fit, y_fit)`` by Adam on the mean-squared error."""
         opt = torch.optim.Adam(self.net.parameters(), lr=lr)
         steps = epochs * math.ceil(len(u_fit) / batch_size)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, steps))
         target = (y_fit - self.y_mean) / self.y_std
+        report_every = max(1, epochs // _FIT_LINES)
         with self.flops.count():
-            for _ in range(epochs):
+            for epoch in range(epochs):
                 order = torch.randperm(len(u_fit), generator=gen)
                 for start in range(0, len(u_fit), batch_size):
                     idx = order[start:start + batch_size]
@@ -113,7 +138,6 @@ class SurrogateTwin(nn.Module):
                     loss.backward()
                     opt.step()
                     sched.step()
-        with torch.no_grad():
-            err = (self.simulate(u_val) - y_val).square().mean().sqrt()
-            rel = float(err / y_val.square().mean().sqrt().clamp_min(1e-12))
-        return {"device_samples": len(u), "rel_rmse": rel}
+                if (epoch + 1) % report_every == 0 and epoch + 1 < epochs:
+                    LOG.info("twin of %s: fitting epoch %d/%d, loss %.4f", self.info.name,
+                             epoch + 1, epochs, float(loss))
