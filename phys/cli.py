@@ -437,17 +437,6 @@ def _cmd_devices(args: argparse.Namespace) -> int:
     return 0
 
 
-def _torch_device(name: str) -> Any:
-    import torch
-
-    try:
-        device = torch.device(name)
-        torch.empty(0, device=device)
-    except (RuntimeError, AssertionError) as err:
-        raise CLIError(f"--torch-device {name!r} cannot be used here: {err}") from None
-    return device
-
-
 def _use_threads(threads: int | None) -> int:
     """Set torch's threads: ``threads``, or by default the cores available to the
     process (:mod:`phys.threads`)."""
@@ -469,6 +458,7 @@ def _cmd_swap(args: argparse.Namespace) -> int:
     from phys.quantum.study import SwapConfig
     from phys.runs.lock import check_out
     from phys.runs.swap import CSV, EPOCHS_CSV, PLOT, run_study
+    from phys.runs.training import check_torch_device
 
     typed = given(args, SwapConfig)
     if "gain" in typed:
@@ -483,7 +473,7 @@ def _cmd_swap(args: argparse.Namespace) -> int:
     _, table = run_study(config, out, progress=run_options.progress,
                          resume=args.resume is not None, overwrite=run_options.overwrite,
                          checkpoint_every=run_options.checkpoint_every,
-                         device=_torch_device(run_options.torch_device))
+                         device=check_torch_device(run_options.torch_device))
     print(table, end="")
     print(f"wrote {out}/{CSV}, {EPOCHS_CSV}, {PLOT}")
     return 0

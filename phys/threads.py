@@ -7,7 +7,8 @@ actively by default, taking the cores from the work that would let them go on. T
 default here is therefore:
 
 * one thread per core *available to the process* (its CPU affinity and its cgroup CPU
-  quota, not the machine's core count), one thread per point in a Ray sweep;
+  quota, not the machine's core count), or ``OMP_NUM_THREADS`` when the user set it;
+  one thread per point in a Ray sweep;
 * passive OpenMP waiting (``OMP_WAIT_POLICY=PASSIVE``) unless the user set the variable.
   OpenMP reads it when torch is first imported, so :func:`prefer_passive_waiting` only
   takes effect when called before that (the ``phys`` command line does).
@@ -30,8 +31,9 @@ CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 MAX_THREADS = 1024
 
 
-def _cgroup_cores(path: Path = CGROUP_CPU_MAX) -> int | None:
+def _cgroup_cores(path: Path | None = None) -> int | None:
     """Cores allowed by a cgroup v2 CPU quota (rounded up), ``None`` without one."""
+    path = CGROUP_CPU_MAX if path is None else path
     try:
         quota, period = path.read_text().split()[:2]
     except (OSError, ValueError):
@@ -55,7 +57,11 @@ def available_cores() -> int:
 
 
 def default_threads() -> int:
-    """The default torch thread count: :func:`available_cores`."""
+    """The default torch thread count: ``OMP_NUM_THREADS`` when the user set it to a
+    positive integer, else :func:`available_cores`."""
+    text = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if text.isdigit() and int(text) >= 1:
+        return min(int(text), MAX_THREADS)
     return available_cores()
 
 

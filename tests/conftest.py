@@ -10,6 +10,11 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# One torch thread per test process (and per process a test starts), unless a test is
+# about threads: the suite runs on 2 shared cores, where more threads only wait.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
 
 @pytest.fixture(autouse=True)
 def _deterministic_torch():

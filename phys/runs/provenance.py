@@ -8,7 +8,7 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-__all__ = ["git_commit", "versions"]
+__all__ = ["git_commit", "threads_used", "versions"]
 
 GIT_TIMEOUT = 2.0  # seconds
 
@@ -63,3 +63,14 @@ def _versions() -> dict[str, str | None]:
 
     return {"physnn": phys.__version__, "torch": torch.__version__,
             "pennylane": _installed("pennylane"), "git_commit": git_commit()}
+
+
+def threads_used() -> dict[str, int | str | None]:
+    """``{"threads", "omp_wait_policy"}``: torch's intra-op thread count now, and the
+    OpenMP wait policy of the environment (``None``: OpenMP's default)."""
+    import os
+
+    import torch
+
+    return {"threads": torch.get_num_threads(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}

@@ -14,11 +14,11 @@ from phys.runs.device_loss import DeviceGuard
 from phys.runs.keeper import Keeper, check_every
 from phys.runs.layout import RunDir, jsonable
 from phys.runs.lock import check_out
-from phys.runs.provenance import versions
+from phys.runs.provenance import threads_used, versions
 from phys.runs.state import Clock, check_kind, check_state, restore_train, train_state
 from phys.train.callbacks import Callback, EpochEnd
 
-__all__ = ["check_run_options", "train"]
+__all__ = ["check_run_options", "check_torch_device", "train"]
 
 LOG = logging.getLogger("phys.progress")
 
@@ -119,7 +119,7 @@ def _build(spec: Any, device: Any, dataset: Any, state: Mapping[str, Any] | None
     return trainer, dict(state["extra"]), clock
 
 
-def _torch_device(name: str) -> Any:
+def check_torch_device(name: str) -> Any:
     """``torch.device(name)``, checked to be usable here (ValueError naming it)."""
     import torch
 
@@ -127,7 +127,8 @@ def _torch_device(name: str) -> Any:
         device = torch.device(name)
         torch.empty(0, device=device)
     except (RuntimeError, AssertionError, ValueError) as err:
-        raise ValueError(f"torch_device {name!r} cannot be used here: "
+        raise ValueError(f"torch_device must be a torch device usable here; {name!r} "
+                         f"cannot be used here: "
                          f"{str(err).splitlines()[0]}") from None
     return device
 
@@ -154,6 +155,7 @@ def _results(spec: Any, trainer: Any, extra: Mapping[str, Any], seconds: float,
         "n_features": trainer.n_features, "n_classes": trainer.n_classes,
         "config": dict(vars(spec)),
         "versions": versions(),
+        **threads_used(),
     }
     links = _link_stats(trainer)
     if links is not None:
@@ -221,7 +223,7 @@ def train(spec: Any, *, out: str | Path | None = None, progress: bool = False,
 
     check_run_options(checkpoint_every, device_wait)
     check_threads(threads)
-    where = _torch_device(torch_device)
+    where = check_torch_device(torch_device)
     if out is None and resume:
         raise ValueError("resume needs the run directory (out)")
     run_dir = None if out is None else RunDir(check_out(out))
