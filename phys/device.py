@@ -22,7 +22,7 @@ import torch
 from phys.flops import physical
 
 __all__ = ["SIZES", "Device", "DeviceInfo", "DeviceStats", "DeviceUnavailable", "ParamSpec",
-           "validate_batch"]
+           "as_torch_device", "validate_batch"]
 
 #: The layer-sizing options. A trainer that opens one device per layer passes those that a
 #: device class declares in :attr:`Device.sizes`, so a simulator fits the layer; fixed
@@ -253,6 +253,51 @@ def validate_batch(x: Any, info: DeviceInfo, *, where: str = "input") -> torch.T
     return x2.to(torch.float32)
 
 
+def as_torch_device(value: torch.device | str) -> torch.device:
+    """``value`` as a :class:`torch.device` that exists here (``"cuda"`` becomes the
+    current CUDA device, e.g. ``cuda:0``).
+
+    Raises:
+        ValueError: naming the value - not a device name torch can parse, or a device
+            this machine does not have (``"cuda:99"``, CUDA without a GPU).
+
+    Examples::
+
+        >>> as_torch_device("cpu")
+        device(type='cpu')
+        >>> as_torch_device("gpu0")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: torch_device 'gpu0' is not a torch device name ...
+    """
+    if isinstance(value, torch.device):
+        device = value
+    elif isinstance(value, str):
+        try:
+            device = torch.device(value)
+        except RuntimeError:
+            raise ValueError(f"torch_device {value!r} is not a torch device name; use e.g. "
+                             f"'cpu', 'cuda' or 'cuda:0'") from None
+    else:
+        raise ValueError(f"torch_device must be a torch.device or a name such as 'cpu' or "
+                         f"'cuda:0', got {value!r}")
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"torch_device {value!r}: CUDA is not available here (no GPU, "
+                             f"or torch built without CUDA)")
+        index = torch.cuda.current_device() if device.index is None else device.index
+        if index >= count:
+            raise ValueError(f"torch_device {value!r}: no such CUDA device; this machine has "
+                             f"{count} (cuda:0 .. cuda:{count - 1})")
+        device = torch.device("cuda", index)
+    try:
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError, NotImplementedError) as err:
+        raise ValueError(f"torch_device {value!r} cannot be used here: {err}") from None
+    return device
+
+
 class Device(ABC):
     """A physical system that can be queried but, in general, not differentiated.
 
@@ -264,6 +309,8 @@ class Device(ABC):
       comes back and updates :attr:`stats`;
     * inputs are moved to :attr:`torch_device` (where the device computes) and results
       back to the input's torch device, so no subclass moves data;
+    * :meth:`to` chooses where the device computes (simulators move there, devices on
+      the host stay and answer on the caller's device all the same);
     * :meth:`close` is idempotent and the device is a context manager.
 
     Shape:
@@ -332,6 +379,27 @@ class Device(ABC):
             f"device {self.info.name!r} cannot be reopened (its info.recoverable is False)")
 
     # -- the public surface -----------------------------------------------------------
+    def to(self, torch_device: torch.device | str) -> Device:
+        """Compute on ``torch_device`` where the device can; returns ``self``.
+
+        Devices that compute on the host - hardware on a port, recordings, a PennyLane
+        circuit - keep doing so: this default checks the value and returns ``self``
+        unchanged. That is enough for a network on any torch device, since
+        :meth:`query` moves inputs to :attr:`torch_device` and results back to the
+        caller's device. Simulators move their tensors there
+        (:meth:`phys.simulators.base.Simulator.to`); wrappers move the device they wrap.
+
+        Args:
+            torch_device: A :class:`torch.device` or a name: ``"cpu"``, ``"cuda"``,
+                ``"cuda:1"``, ...
+
+        Raises:
+            ValueError: a name torch cannot parse, or a device this machine does not
+                have (``"cuda:99"``), before anything moves.
+        """
+        as_torch_device(torch_device)
+        return self
+
     @property
     def closed(self) -> bool:
         return self._closed

@@ -36,6 +36,18 @@ class Wrapper(Device):
         self.device = device
         self.info = info or device.info
 
+    def to(self, torch_device: torch.device | str) -> Wrapper:
+        """Move the wrapped device to ``torch_device`` and compute this wrapper's own
+        arithmetic where that device now computes (the host, for hardware); returns
+        ``self``.
+
+        Raises:
+            ValueError: a bad ``torch_device`` (see :meth:`phys.Device.to`).
+        """
+        self.device.to(torch_device)
+        self.torch_device = self.device.torch_device
+        return self
+
     def _lab_cost(self, n_samples: int) -> tuple[float | None, float | None]:
         return self.device._lab_cost(n_samples)
 
@@ -73,7 +85,9 @@ class Noisy(Wrapper):
 
     def _query(self, x: torch.Tensor) -> torch.Tensor:
         y = self.device.query(x)
-        noise = self.sigma * torch.randn(y.shape, generator=self._gen)
+        # drawn on the host: the same noise for a seed wherever the device computes
+        noise = self.sigma * torch.randn(y.shape, generator=self._gen,
+                                          device=self._gen.device).to(y.device)
         return y * (1 + noise) if self.relative else y + noise
 
 
@@ -184,5 +198,8 @@ class Drifting(Wrapper):
     def _query(self, x: torch.Tensor) -> torch.Tensor:
         s = self.state()
         info = self.device.info
-        u = (x * s.in_gain).clamp(info.in_min, info.in_max)
-        return self.device.query(u) * s.out_gain + s.out_offset
+        in_gain, out_gain, out_offset = (
+            v.to(x.device) if isinstance(v, torch.Tensor) else v
+            for v in (s.in_gain, s.out_gain, s.out_offset))
+        u = (x * in_gain).clamp(info.in_min, info.in_max)
+        return self.device.query(u) * out_gain + out_offset

@@ -178,7 +178,8 @@ class Cavity(Simulator):
     def _solve(self, e_in: torch.Tensor) -> torch.Tensor:
         """Scattered field at the fixed point, without autograd. ``e_in (b, 2K)``.
 
-        On CPUs with native bf16 products the iteration runs in three phases:
+        On CPUs with native bf16 products the iteration runs in three phases (elsewhere,
+        a GPU included, only the third):
 
         1. plain iterations with bf16 products until the field changes by < 3e-2 (bf16
            rounding, ~4e-3, is all that is left then);
@@ -190,7 +191,8 @@ class Cavity(Simulator):
         """
         s = self._scatter(e_in.clone())
         iterations = 1
-        if self._g_bf16 is not None and _fast_bf16() and s.shape[0] >= 64:
+        if (self._g_bf16 is not None and s.shape[0] >= 64 and s.device.type == "cpu"
+                and _fast_bf16()):
             g16 = self._g_bf16
             for _ in range(self.max_iter):
                 s_new = self._scatter((s.to(torch.bfloat16) @ g16).float().add_(e_in))
@@ -240,7 +242,10 @@ class Cavity(Simulator):
         field = torch.addmm(u @ self._bc_in, s, self._bc_s).view(-1, 2, self.info.n_out)
         y = field.square().sum(1)
         if self.noise > 0:
-            y = y + self.noise * torch.randn(y.shape, generator=self._noise_gen, dtype=y.dtype)
+            # drawn on the host: the same noise for a seed on every torch device
+            noise = torch.randn(y.shape, generator=self._noise_gen, dtype=y.dtype,
+                                device=self._noise_gen.device)
+            y = y + self.noise * noise.to(y.device)
         return y
 
     def _lab_cost(self, n_samples: int) -> tuple[float, float]:

@@ -381,7 +381,10 @@ class Optics(Simulator):
         field = propagate(self.nonlinear(field), self.transfer_out)
         y = self.detect(field)
         if self.noise > 0:
-            y = y + self.noise * torch.randn(y.shape, generator=self._noise_gen, dtype=y.dtype)
+            # drawn on the host: the same noise for a seed on every torch device
+            noise = torch.randn(y.shape, generator=self._noise_gen, dtype=y.dtype,
+                                device=self._noise_gen.device)
+            y = y + self.noise * noise.to(y.device)
         return y
 
     def _lab_cost(self, n_samples: int) -> tuple[float, float]:

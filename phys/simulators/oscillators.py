@@ -263,7 +263,10 @@ class Oscillators(Simulator):
             )
         y = _safe_norm(quadratures)
         if self.noise > 0:
-            y = y + self.noise * torch.randn(y.shape, generator=self._noise_gen, dtype=y.dtype)
+            # drawn on the host: the same noise for a seed on every torch device
+            noise = torch.randn(y.shape, generator=self._noise_gen, dtype=y.dtype,
+                                device=self._noise_gen.device)
+            y = y + self.noise * noise.to(y.device)
         return y
 
     def _lock_in(self, samples: torch.Tensor, first: int) -> torch.Tensor:
@@ -275,12 +278,14 @@ class Oscillators(Simulator):
         periodic steady state), second order in ``dt`` for what is left of the transient.
         """
         m = samples.shape[-1] - 1
+        host = torch.device("cpu")
         phase = (2 * math.pi / self.steps_per_period) * torch.arange(
-            first, first + m + 1, dtype=torch.float64)
-        weight = torch.full((m + 1,), 2.0 / m, dtype=torch.float64)
+            first, first + m + 1, dtype=torch.float64, device=host)
+        weight = torch.full((m + 1,), 2.0 / m, dtype=torch.float64, device=host)
         weight[[0, -1]] = 1.0 / m
         basis = torch.stack([phase.cos(), phase.sin()], dim=1) * weight[:, None]
-        return samples @ basis.to(samples.dtype)
+        # made on the host (tiny), so every torch device reads the same weights
+        return samples @ basis.to(device=samples.device, dtype=samples.dtype)
 
     def _lab_cost(self, n_samples: int) -> tuple[float, None]:
         """Drive window plus ring-down to ``1 / RING_DOWN_FACTOR``, per sample."""

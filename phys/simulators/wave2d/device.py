@@ -4,6 +4,7 @@ probes, built from a :class:`~phys.simulators.wave2d.config.Wave2DConfig`."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import torch
@@ -43,6 +44,10 @@ class Wave2D(Simulator):
     ``mean_n u[n]^2`` in these units (at most 1); with ``normalize=True`` each row is
     divided by its sum over probes.
 
+    :meth:`to` moves the medium to another torch device (a GPU); off the CPU the torch
+    backend runs, since the native kernels are CPU-only (``info.extra["backend_note"]``
+    says so), and ``backend="native"`` given explicitly refuses to move.
+
     Args:
         config: All options as one :class:`Wave2DConfig`.
         **options: Or the same options as keywords (``n_in=4, n_out=2, ...``): see
@@ -51,7 +56,8 @@ class Wave2D(Simulator):
     Attributes:
         config: The checked :class:`Wave2DConfig`, derived defaults filled in; its
             options are also attributes (``dev.dt``, ``dev.c_nl``, ...).
-        backend: ``"native"`` or ``"torch"``: the backend in use.
+        backend: ``"native"`` or ``"torch"``: the backend in use (always ``"torch"`` off
+            the CPU: see :meth:`to`).
         sources, probes: Cells ``(n, 2)`` of the sources and probes.
         c_lin: Linear wave speed (m/s), ``(Nx, Ny)``.
         damping: Absorbing-layer damping ``b`` (1/s), ``(Nx, Ny)``.
@@ -141,6 +147,27 @@ class Wave2D(Simulator):
         self._stepper = stepper(kappa, self.damping * dt, self.c_lin * (dt / h),
                                 self.c_nl * dt / h, self.sources, self.probes, self.dtype)
 
+    # -- placement --------------------------------------------------------------------
+    def _check_device(self, device: torch.device) -> None:
+        if device.type != "cpu" and self.config.backend == "native":
+            raise ValueError(
+                f"wave2d backend='native' runs its C kernels on the CPU only and cannot "
+                f"move to {device}; use backend='auto' (torch off the CPU) or 'torch'")
+
+    def _placed(self, device: torch.device) -> None:
+        """The backend for ``device`` (native kernels on the CPU only) and its stepper,
+        built from the moved maps; ``info.extra["backend"]`` says which, and
+        ``info.extra["backend_note"]`` why when the native kernels had to give way."""
+        host = resolve_backend(self.config.backend)
+        self.backend = host if device.type == "cpu" else "torch"
+        extra = {k: v for k, v in self.info.extra.items() if k != "backend_note"}
+        extra["backend"] = self.backend
+        if self.backend != host:
+            extra["backend_note"] = (f"torch on {device}: the native C kernels run on the "
+                                     f"CPU only")
+        self.info = replace(self.info, extra=extra)
+        self._build_stepper()
+
     def _source_waveform(self) -> torch.Tensor:
         """Per-step source signal per unit input, before calibration. Shape ``(n_drive,)``."""
         if self.input_mode == "waveform":
@@ -206,8 +233,8 @@ class Wave2D(Simulator):
         chat = (self.c_lin * (self.dt / self.h)).to(self.dtype)
         cnl = self.c_nl * self.dt / self.h
         batch = drive.shape[1]
-        u_prev = u = torch.zeros(batch, *self.grid, dtype=self.dtype)
-        rows = torch.arange(batch)[:, None]
+        u_prev = u = torch.zeros(batch, *self.grid, dtype=self.dtype, device=drive.device)
+        rows = torch.arange(batch, device=drive.device)[:, None]
         sx, sy = self.sources[:, 0], self.sources[:, 1]
         px, py = self.probes[:, 0], self.probes[:, 1]
         record = []
@@ -243,7 +270,8 @@ class Wave2D(Simulator):
             raise RuntimeError(f"device {self.info.name!r} is closed")
         x = x if isinstance(x, torch.Tensor) else torch.as_tensor(x)
         validate_batch(x, self.info)
-        return self._record(x.reshape(-1, self.info.n_in)).transpose(0, 1)
+        record = self._record(x.reshape(-1, self.info.n_in).to(self.torch_device))
+        return record.transpose(0, 1).to(x.device)
 
     def propagate(self, u: torch.Tensor, u_prev: torch.Tensor | None = None,
                   n_steps: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -267,11 +295,11 @@ class Wave2D(Simulator):
         if u_prev.shape != u.shape:
             raise ValueError(f"u_prev must have the shape of u {tuple(u.shape)}, got "
                              f"{tuple(u_prev.shape)}")
-        st = self._stepper
+        st, here = self._stepper, self.torch_device
         with torch.no_grad():
-            prev, cur = st.march(st.pad(u_prev.reshape(-1, *self.grid)),
-                                 st.pad(u.reshape(-1, *self.grid)), 0, n_steps)
-        out = st.unpad(prev), st.unpad(cur)
+            prev, cur = st.march(st.pad(u_prev.reshape(-1, *self.grid).to(here)),
+                                 st.pad(u.reshape(-1, *self.grid).to(here)), 0, n_steps)
+        out = st.unpad(prev).to(u.device), st.unpad(cur).to(u.device)
         return (out[0][0], out[1][0]) if single else out
 
     def energy(self, u_prev: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -288,7 +316,8 @@ class Wave2D(Simulator):
         pad = F.pad(p64, (1, 1, 1, 1))
         neighbours = (pad[..., :-2, 1:-1] + pad[..., 2:, 1:-1]
                       + pad[..., 1:-1, :-2] + pad[..., 1:-1, 2:])
-        kinetic = (u64 - p64) ** 2 * (self.h / (self.c_lin * self.dt)) ** 2
+        c_lin = self.c_lin.to(u.device)
+        kinetic = (u64 - p64) ** 2 * (self.h / (c_lin * self.dt)) ** 2
         potential = u64 * (4 * p64 - neighbours)
         return 0.5 * (kinetic + potential).sum((-2, -1))
 

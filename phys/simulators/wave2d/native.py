@@ -173,15 +173,17 @@ class _NativeStepper(_Stepper):
         self._medium = (int(linear), _ptr(self.bc), _ptr(a), _ptr(c), _ptr(self.chat),
                         self.cnl_hat)
         self._coefficients = (a, c)  # keep the pointed-to tensors alive
+        #: dtype and device (the CPU) of the buffers the kernels write.
+        self._new: dict[str, Any] = {"dtype": self.dtype, "device": self.device}
 
     def forward(self, drive: torch.Tensor, n_steps: int, every: int = 0,
                 ) -> tuple[torch.Tensor, list[Checkpoint]]:
         batch = drive.shape[1]
         drive = drive.to(self.dtype).contiguous()
-        record = torch.empty(n_steps, batch, len(self.probes), dtype=self.dtype)
+        record = torch.empty(n_steps, batch, len(self.probes), **self._new)
         prev, cur = self.zeros(batch), self.zeros(batch)
         n_ckpt = -(-n_steps // every) if every > 0 else 0
-        ckpt = torch.empty(n_ckpt, 2, batch, self.p, dtype=self.dtype) if n_ckpt else None
+        ckpt = torch.empty(n_ckpt, 2, batch, self.p, **self._new) if n_ckpt else None
 
         def run(b0: int, b1: int) -> None:
             self._c["march"](batch, b0, b1, self.w, self.p, 0, n_steps, *self._medium,
@@ -197,12 +199,12 @@ class _NativeStepper(_Stepper):
                 drive: torch.Tensor) -> torch.Tensor:
         n_steps, batch = grad_record.shape[0], grad_record.shape[1]
         grad_record = grad_record.to(self.dtype).contiguous()
-        grad_drive = torch.zeros(n_drive, batch, len(self.sources), dtype=self.dtype)
+        grad_drive = torch.zeros(n_drive, batch, len(self.sources), **self._new)
         lam = (self.zeros(batch), self.zeros(batch))
         weighted = self.zeros(batch)
         drive = drive.to(self.dtype).contiguous()
         chunk = max(every, 1)
-        tape = None if self.linear else torch.zeros(chunk + 1, batch, self.p, dtype=self.dtype)
+        tape = None if self.linear else torch.zeros(chunk + 1, batch, self.p, **self._new)
 
         def adjoint(b0: int, b1: int, lams: tuple[torch.Tensor, torch.Tensor], hi: int,
                     lo: int, jacobian: bool, first: int = 0,

@@ -59,6 +59,8 @@ class _Stepper:
         self.p = (nx + 2) * self.w
         self.m = self.p - 2 * self.w - 2
         self.dtype = dtype
+        #: Where the fields live: the torch device of the coefficient maps.
+        self.device = kappa.device
         self.cnl_hat = float(cnl_hat)
         kappa64, chat64 = kappa.double(), chat.double()
 
@@ -85,7 +87,7 @@ class _Stepper:
         return ((cells[:, 0] + 1) * self.w + cells[:, 1] + 1).long()
 
     def zeros(self, batch: int) -> torch.Tensor:
-        return torch.zeros(batch, self.p, dtype=self.dtype)
+        return torch.zeros(batch, self.p, dtype=self.dtype, device=self.device)
 
     def interior(self, buf: torch.Tensor) -> torch.Tensor:
         return buf[:, self.w + 1:self.p - self.w - 1]
@@ -128,7 +130,7 @@ class _Stepper:
             monitor: Called with the interior of ``u[n+1]`` after each step.
         """
         linear = self.linear if linear is None else linear
-        s = torch.empty(cur.shape[0], self.m, dtype=self.dtype)
+        s = torch.empty(cur.shape[0], self.m, dtype=self.dtype, device=self.device)
         update = self._linear_update() if linear else self._kerr_update(s, start, store)
         one, two = self.views(cur), self.views(prev)
         src, prb, n_drive = self.sources, self.probes, len(drive)
@@ -196,7 +198,7 @@ class _Stepper:
         ``every > 0`` also the checkpoints ``(u[n-1], u[n])`` for ``n = 0, every, ...``.
         """
         batch = drive.shape[1]
-        record = torch.empty(n_steps, batch, len(self.probes), dtype=self.dtype)
+        record = torch.empty(n_steps, batch, len(self.probes), dtype=self.dtype, device=self.device)
         checkpoints: list[Checkpoint] = []
         self.march(self.zeros(batch), self.zeros(batch), 0, n_steps,
                    drive=drive.to(self.dtype).unbind(0), record=record.unbind(0),
@@ -221,7 +223,8 @@ class _Stepper:
         """
         n_steps, batch = grad_record.shape[0], grad_record.shape[1]
         grad_record = grad_record.to(self.dtype).contiguous()
-        grad_drive = torch.zeros(n_drive, batch, len(self.sources), dtype=self.dtype)
+        grad_drive = torch.zeros(n_drive, batch, len(self.sources), dtype=self.dtype,
+                                 device=self.device)
         step = self._adjoint_step(grad_record, grad_drive)
         step(n_steps, None, None)  # lam[T] = P^T g[T-1]
         if self.linear:
@@ -230,7 +233,7 @@ class _Stepper:
             return grad_drive
         drive_steps = drive.to(self.dtype).unbind(0)
         chunk = max(every, 1)
-        g_store = torch.empty(chunk, batch, self.m, dtype=self.dtype)
+        g_store = torch.empty(chunk, batch, self.m, dtype=self.dtype, device=self.device)
         h_store = torch.empty_like(g_store)
         g_steps, h_steps = g_store.unbind(0), h_store.unbind(0)
         for first in range((n_steps - 1) // chunk * chunk, -1, -chunk):
@@ -253,7 +256,7 @@ class _Stepper:
         lam = [(self.interior(b), b) for b in (self.zeros(batch), self.zeros(batch))]
         weighted = self.zeros(batch)  # g * lam[m + 1] with a zero halo, for the neighbour sum
         wl, wr, wu, wd, w_in, _ = self.views(weighted)
-        s = torch.empty(batch, self.m, dtype=self.dtype)
+        s = torch.empty(batch, self.m, dtype=self.dtype, device=self.device)
         src, prb, bc = self.sources, self.probes, self.bc
 
         def step(m: int, g: torch.Tensor | None, h: torch.Tensor | None) -> None:
