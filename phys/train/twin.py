@@ -140,4 +140,4 @@ class SurrogateTwin(nn.Module):
                     sched.step()
                 if (epoch + 1) % report_every == 0 and epoch + 1 < epochs:
                     LOG.info("twin of %s: fitting epoch %d/%d, loss %.4f", self.info.name,
-                             epoch + 1, epochs, float(loss))
+                             epoch + 1, epochs, loss.item())
