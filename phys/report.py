@@ -101,15 +101,15 @@ def _accuracy_per_epoch(ax: Any, history: Sequence[Mapping[str, Any]]) -> None:
 
 
 def _accuracy_per_sample(ax: Any, history: Sequence[Mapping[str, Any]]) -> None:
-    drawn = False
+    most = 0
     for key, label in ACCURACIES:
         rows = _present(history, "device_samples", key)
         if rows and any(r["device_samples"] > 0 for r in rows):
             ax.plot([r["device_samples"] for r in rows], [r[key] for r in rows], marker="o",
                     ms=3, label=label)
-            drawn = True
-    if drawn:
-        ax.set_xlim(left=0)
+            most = max(most, *(r["device_samples"] for r in rows))
+    if most:
+        ax.set_xlim(0, 1.05 * most)  # from 0: samples spent before epoch 1 show as such
         ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4), useMathText=True)
     else:
         ax.text(0.5, 0.5, "no device samples in training\n(trained in silico)",
