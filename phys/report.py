@@ -45,14 +45,14 @@ def epoch_ticks(first: int, last: int, max_ticks: int = 10) -> list[int]:
         >>> epoch_ticks(1, 20)
         [1, 5, 10, 15, 20]
     """
-    first, last = int(first), int(last)
+    first, last, gaps = int(first), int(last), max(1, max_ticks - 1)
     if last <= first:
         return [first]
     step, scale = 1, 1
-    while (last - first) / step > max_ticks - 1:
+    while (last - first) / step > gaps:
         for factor in (2, 5, 10):
             step = factor * scale
-            if (last - first) / step <= max_ticks - 1:
+            if (last - first) / step <= gaps:
                 break
         scale *= 10
     if (last - first) % step == 0:
