@@ -109,12 +109,10 @@ def _table(sweep: Sweep, rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], 
     return columns, "\n".join(lines) + "\n"
 
 
-def _plot(sweep: Sweep, rows: Sequence[Mapping[str, Any]], path: Path) -> None:
-    """Test accuracy per point; with a ``seed`` in the grid, mean and spread over seeds."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def _sweep_figure(sweep: Sweep, rows: Sequence[Mapping[str, Any]]) -> Any:
+    """Test accuracy (%) per point as bars from 0 to 100 %, each bar's value written on
+    it; with a ``seed`` in the grid, mean and spread over seeds and every seed's point."""
+    from phys.report import pyplot
 
     keys = [k for k in sweep.grid if k != "seed"]
     groups: dict[str, list[float]] = {}
@@ -123,22 +121,31 @@ def _plot(sweep: Sweep, rows: Sequence[Mapping[str, Any]], path: Path) -> None:
             continue
         label = "\n".join(f"{k}={row[k]}" for k in keys) or "all"
         groups.setdefault(label, []).append(100 * row["test_accuracy"])
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(groups) + 2), 3.8),
-                           constrained_layout=True)
-    labels = list(groups)
+    fig, ax = pyplot().subplots(figsize=(max(4.0, 1.1 * len(groups) + 2), 3.8),
+                                constrained_layout=True)
     means = [statistics.fmean(v) for v in groups.values()]
     spread = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in groups.values()]
-    ax.bar(range(len(labels)), means, yerr=spread, capsize=4, color="C0", alpha=0.8)
+    bars = ax.bar(range(len(groups)), means, yerr=spread, capsize=4, color="C0", alpha=0.8)
+    texts = [f"{m:.1f}" + (f" ± {s:.1f}" if s else "")
+             for m, s in zip(means, spread, strict=True)]
+    ax.bar_label(bars, texts, label_type="center", fontsize=8, color="white")
     for i, values in enumerate(groups.values()):
         ax.plot([i] * len(values), values, "k.", ms=4)
-    ax.set_xticks(range(len(labels)), labels, fontsize=8)
-    low = min((min(v) for v in groups.values()), default=0.0)
-    ax.set(ylabel="test accuracy (%)", ylim=(max(0.0, low - 5), 100.5),
+    ax.set_xticks(range(len(groups)), list(groups), fontsize=8)
+    ax.set(ylabel="test accuracy (%)", ylim=(0, 100.5),
            title=f"phys {sweep.command} sweep: {len(rows)} points"
                  + ("\n(mean ± sd over seeds)" if "seed" in sweep.grid else ""))
+    if not groups:
+        ax.text(0.5, 0.5, "no point has a test accuracy", ha="center", va="center",
+                transform=ax.transAxes, color="0.4")
     ax.title.set_fontsize(10)
     ax.grid(axis="y", alpha=0.3)
-    atomic.write_figure(fig, path)
+    return fig
+
+
+def _plot(sweep: Sweep, rows: Sequence[Mapping[str, Any]], path: Path) -> None:
+    """:func:`_sweep_figure` saved atomically as a PNG."""
+    atomic.write_figure(_sweep_figure(sweep, rows), path)
 
 
 def _finished(sweep: Sweep, point: Point, remembered: Mapping[str, Any]) -> dict | None:
