@@ -159,8 +159,8 @@ def _compare_parser() -> _Parser:
 
     p = _training_parser(
         "phys compare", "Train each trainer with the same options; write compare.md (a "
-        "table) and compare.png (test accuracy against device queries and against digital "
-        "FLOPs), and each run's files under --out/TRAINER.", "runs/compare",
+        "table) and compare.png (test accuracy against training device samples and against "
+        "digital FLOPs), and each run's files under --out/TRAINER.", "runs/compare",
         ("trainer", "count_flops"))
     p.add_argument("--trainers", nargs="+", choices=TRAINERS, default=list(TRAINERS),
                    help=f"trainers to compare (default: {' '.join(TRAINERS)})")

@@ -55,6 +55,12 @@ def test_train_from_another_process_matches_the_simulator(tmp_path, one_thread):
     assert out.splitlines()[1] == port and "samples measured" in out.splitlines()[-1]
     through_serial = json.loads((tmp_path / "serial" / "results.json").read_text())
     assert through_serial["device_info"][0]["extra"]["port"] == f"serial://{port}"
+    # the link's counters, one entry per layer's device, also printed
+    links = through_serial["link"]
+    assert len(links) == 2 and all(link["requests"] > 0 for link in links)
+    printed = [line for line in train.stdout.splitlines() if line.startswith("link ")]
+    assert len(printed) == 2
+    assert f"{links[0]['requests']} requests, {links[0]['resends']} resends" in printed[0]
 
     direct = train_run(TrainSpec(device="cavity", device_options=PHYSICS, **CONFIG))
     assert direct["test_accuracy"] > 0.8
