@@ -7,6 +7,8 @@ device as any trainer does.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from phys.nn.device_layer import device_layers
 from phys.train.base import TrainConfig
 from phys.train.network import ClassifierTrainer, PhysicalClassifier
@@ -27,6 +29,10 @@ class BackpropTrainer(ClassifierTrainer):
     Raises:
         ValueError: a layer's device is not differentiable.
     """
+
+    #: What the loss is, for plots; one loss for the whole network, so ``layer_losses``
+    #: stays ``None``.
+    loss_label: ClassVar[str] = "cross-entropy"
 
     def __init__(self, network: PhysicalClassifier, config: TrainConfig | None = None) -> None:
         physics = device_layers(network)

@@ -9,6 +9,7 @@ compute for the twin.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 from phys.nn.device_layer import device_layers
 from phys.nn.physics_aware import Twin, physics_aware
@@ -32,6 +33,10 @@ class PATTrainer(ClassifierTrainer):
             spent on fitting (its ``flops`` meter) are added to the digital FLOPs.
         config: Options (:class:`~phys.train.base.TrainConfig`).
     """
+
+    #: What the loss is, for plots; one loss for the whole network, so ``layer_losses``
+    #: stays ``None``.
+    loss_label: ClassVar[str] = "cross-entropy"
 
     def __init__(self, network: PhysicalClassifier, twins: Sequence[Twin],
                  config: TrainConfig | None = None) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -267,6 +267,11 @@ class PhyLLTrainer(Trainer):
         ValueError: the network was built with another ``label_scale`` or ``goodness``
             than the config's, or a block has no trainable parameters.
 
+    Attributes:
+        layer_losses: The latest training step's local loss of each block (its
+            ``config.loss`` on its goodness); ``last_loss`` is their sum. ``None`` before
+            the first step.
+
     Examples::
 
         >>> import phys
@@ -280,8 +285,12 @@ class PhyLLTrainer(Trainer):
         True
     """
 
+    #: What :attr:`last_loss` and the epoch's ``loss`` are, for plots.
+    loss_label: ClassVar[str] = "goodness loss, summed over layers"
+
     def __init__(self, network: PhyLLNetwork, config: PhyLLConfig | None = None) -> None:
         super().__init__(config or PhyLLConfig())
+        self.layer_losses: list[float] | None = None
         cfg = self.config
         network.configure(label_scale=cfg.label_scale, goodness=cfg.goodness)
         self.network = network
@@ -325,13 +334,15 @@ class PhyLLTrainer(Trainer):
         return sharp(g_pos, g_neg, cfg.theta)
 
     def train_step(self, x: torch.Tensor, labels: torch.Tensor) -> float:
-        """One local update of every block on a batch; returns the summed block loss."""
+        """One local update of every block on a batch; returns the summed block loss
+        (each block's in :attr:`layer_losses`)."""
         net = self.network
         neg_labels, k = self._negatives(labels)
         b = x.shape[0]
         # rows: each sample with its own label, then its k wrong labels
         rows = torch.cat([labels.unsqueeze(1), neg_labels.view(b, k)], dim=1).reshape(-1)
-        total, h = 0.0, x
+        losses: list[float] = []
+        h = x
         for i, (block, opt) in enumerate(zip(net.layers, self.layer_optimizers, strict=True)):
             # the first block: one device round trip for positives and negatives
             out = net.first_layer(x, rows, k + 1) if i == 0 else block(h)
@@ -340,11 +351,12 @@ class PhyLLTrainer(Trainer):
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += float(loss.detach())
+            losses.append(float(loss.detach()))
             h = out.detach()
         if self.config.readout == "linear":
             self._readout_step(x, labels)
-        return total
+        self.layer_losses = losses
+        return sum(losses, 0.0)
 
     def _readout_step(self, x: torch.Tensor, labels: torch.Tensor) -> None:
         logits = self.network.readout(self.network.features(x))

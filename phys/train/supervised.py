@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F  # noqa: N812 - torch's convention
@@ -81,6 +82,10 @@ class SupervisedTrainer(Trainer):
     """
 
     step_reports_correct = True
+
+    #: What the loss is, for plots; one loss for the whole network, so ``layer_losses``
+    #: stays ``None``.
+    loss_label: ClassVar[str] = "cross-entropy"
 
     def __init__(self, model: nn.Module, n_classes: int, input_shape: int | Sequence[int],
                  config: TrainConfig | None = None, *,
