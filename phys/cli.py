@@ -287,7 +287,6 @@ def _emulate_parser() -> _Parser:
                     "disconnected. Stops on Ctrl-C or SIGTERM and prints a summary.",
     )
     add_options(p, EmulateOptions)
-    _add_threads(p)
     return p
 
 
@@ -388,7 +387,6 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _cmd_emulate(args: argparse.Namespace) -> int:
     from phys.devices.emulate import EmulateOptions, serve
 
-    _use_threads(args.threads)
     serve(EmulateOptions(**given(args, EmulateOptions)))
     return 0
 
