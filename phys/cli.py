@@ -336,14 +336,17 @@ def _train_target(args: argparse.Namespace, typed: dict[str, Any], overwrite: bo
     ``--resume`` (a finished one only with ``--overwrite``, which trains it again)."""
     from phys.experiment import TrainSpec
     from phys.runs import RunDir
+    from phys.runs.layout import jsonable
     from phys.runs.lock import check_out
 
     if args.resume is None:
         return TrainSpec(**typed), "runs/train" if args.out is None else args.out, False
     check_out(args.resume, "resume")
     spec = _resumed(args.resume, args.out, "train", TrainSpec, typed)
-    if not RunDir(args.resume).finished():
+    run = RunDir(args.resume)
+    if not run.finished():
         return spec, args.resume, True
+    run.check("train", jsonable(vars(spec)), resume=True)  # another configuration: say so
     if not overwrite:
         raise CLIError(f"--resume {args.resume}: the run is finished ({spec.epochs} epochs); "
                        f"nothing to resume (to train it again: phys train --resume "
