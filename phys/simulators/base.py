@@ -82,9 +82,9 @@ class Simulator(Device):
 
         Examples::
 
-            >>> from phys.simulators.cavity import Cavity
-            >>> cav = Cavity(n_in=4, n_out=3, n_scatterers=8).to("meta")
-            >>> cav.torch_device, cav._g.device
+            >>> from phys.simulators.oscillators import Oscillators
+            >>> plate = Oscillators(n_in=4, n_out=3, n_oscillators=8).to("meta")
+            >>> plate.torch_device, plate.coupling_matrix.device
             (device(type='meta'), device(type='meta'))
         """
         device = as_torch_device(torch_device)

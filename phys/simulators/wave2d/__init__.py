@@ -34,7 +34,8 @@ transposed scheme) instead of autograd through every step: exact, and for a nonl
 medium checkpointed (fields saved every ``checkpoint_every`` steps, chunks recomputed in
 the backward pass), so memory grows as ``sqrt(n_steps)`` rather than ``n_steps``. Time
 stepping runs in small C loops compiled on first use when a C compiler is available (one
-pass over the fields per step instead of six to ten torch kernels), else in torch.
+pass over the fields per step instead of six to ten torch kernels), else in torch; off the
+CPU (``Wave2D.to("cuda")``) always in torch.
 
 Modules: :mod:`.config` (the options), :mod:`.device` (:class:`Wave2D`), :mod:`.medium`
 (geometry and speed map), :mod:`.stepper` (torch time stepping and its adjoint),

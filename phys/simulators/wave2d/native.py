@@ -162,6 +162,9 @@ class _NativeStepper(_Stepper):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if self.device.type != "cpu":  # the kernels take raw pointers to host memory
+            raise ValueError(f"the native wave2d kernels run on the CPU only, got maps on "
+                             f"{self.device}; use backend='torch'")
         libraries = _native_library()
         if libraries is None:
             raise RuntimeError("no C compiler found for the native wave2d kernels")
@@ -179,7 +182,7 @@ class _NativeStepper(_Stepper):
     def forward(self, drive: torch.Tensor, n_steps: int, every: int = 0,
                 ) -> tuple[torch.Tensor, list[Checkpoint]]:
         batch = drive.shape[1]
-        drive = drive.to(self.dtype).contiguous()
+        drive = drive.to(**self._new).contiguous()
         record = torch.empty(n_steps, batch, len(self.probes), **self._new)
         prev, cur = self.zeros(batch), self.zeros(batch)
         n_ckpt = -(-n_steps // every) if every > 0 else 0
@@ -198,11 +201,11 @@ class _NativeStepper(_Stepper):
                 checkpoints: list[Checkpoint], every: int,
                 drive: torch.Tensor) -> torch.Tensor:
         n_steps, batch = grad_record.shape[0], grad_record.shape[1]
-        grad_record = grad_record.to(self.dtype).contiguous()
+        grad_record = grad_record.to(**self._new).contiguous()
         grad_drive = torch.zeros(n_drive, batch, len(self.sources), **self._new)
         lam = (self.zeros(batch), self.zeros(batch))
         weighted = self.zeros(batch)
-        drive = drive.to(self.dtype).contiguous()
+        drive = drive.to(**self._new).contiguous()
         chunk = max(every, 1)
         tape = None if self.linear else torch.zeros(chunk + 1, batch, self.p, **self._new)
 
