@@ -13,9 +13,10 @@ batch index, ``epochs done * batches per epoch + batch``):
   (the epoch's training queries per wall second of the epoch), ``epoch/learning_rate``
   (``epoch/learning_rate{i}`` per optimiser when there are several), ``epoch/loss_layer{i}``
   (mean over the epoch's batches, for trainers that report ``layer_losses``);
-- histograms ``weights/NAME`` of every parameter of the network and
-  ``measurements/layer{i}`` of what the ``i``-th :class:`~phys.nn.DeviceLayer` returned on
-  the epoch's last training batch (recorded by hooks: no extra device query);
+- histograms (:data:`BINS` equal buckets between the smallest and largest finite value)
+  ``weights/NAME`` of every parameter of the network and ``measurements/layer{i}`` of what
+  the ``i``-th :class:`~phys.nn.DeviceLayer` returned on the epoch's last training batch
+  (recorded by hooks: no extra device query);
 - every ``every`` batches: ``batch/loss``, ``batch/loss_layer{i}``,
   ``batch/device_samples``.
 """
@@ -23,6 +24,7 @@ batch index, ``epochs done * batches per epoch + batch``):
 from __future__ import annotations
 
 import math
+import os
 import struct
 import warnings
 from collections.abc import Callable, Mapping
@@ -50,6 +52,9 @@ INSTALL = "pip install physnn[tensorboard]"
 EPOCH_TAGS = ("epoch/", "weights/", "measurements/")
 BATCH_TAGS = ("batch/",)
 
+#: Buckets of each histogram (TensorBoard draws about 30).
+BINS = 64
+
 
 class TensorBoardLog(Callback):
     """Writes TensorBoard event files into ``log_dir`` while a trainer fits (the tags are
@@ -57,7 +62,9 @@ class TensorBoardLog(Callback):
 
     Measurements are taken from the network's :class:`~phys.nn.DeviceLayer` modules by
     hooks registered in :meth:`on_fit_start` and removed in :meth:`on_fit_end`: logging
-    costs no device query. With backprop they are the simulator's outputs.
+    costs no device query. Only the epoch's last training step is kept (detached, where
+    it was computed), its histogram drawn at the epoch's end. With backprop they are the
+    simulator's outputs.
 
     A fit resumed from a checkpoint writes into the same directory: the events of this
     callback's tags at steps after the resumed position (written after that checkpoint by
@@ -113,6 +120,8 @@ class TensorBoardLog(Callback):
         except OSError as err:
             raise ValueError(f"log_dir {self.log_dir}: cannot make the directory "
                              f"({err.strerror or err})") from err
+        if not os.access(self.log_dir, os.W_OK | os.X_OK):
+            raise ValueError(f"log_dir {self.log_dir}: the directory cannot be written")
         self._writer_class = SummaryWriter
         self._resume = (trainer.epoch, trainer.batches_done)
         history = trainer.history
@@ -166,10 +175,9 @@ class TensorBoardLog(Callback):
         for key, value in self._epoch_scalars(trainer, row).items():
             writer.add_scalar(f"epoch/{key}", value, step)
         for name, param in trainer.network.named_parameters():
-            writer.add_histogram(f"weights/{name}", param.detach().cpu(), step)
+            add_histogram(writer, f"weights/{name}", param, step)
         for i, measured in sorted(self._measured.items()):
-            if measured.numel():
-                writer.add_histogram(f"measurements/layer{i}", measured.cpu(), step)
+            add_histogram(writer, f"measurements/layer{i}", measured, step)
         self._measured = {}
         writer.flush()
 
@@ -246,6 +254,33 @@ class TensorBoardLog(Callback):
         purge = None if last_batch is None or not dropped.found else last_batch + 1
         self._writer = self._writer_class(log_dir=str(self.log_dir), purge_step=purge)
         return self._writer
+
+
+def add_histogram(writer: Any, tag: str, values: torch.Tensor, step: int,
+                  bins: int = BINS) -> None:
+    """Write a histogram of ``values``' finite entries: ``bins`` equal buckets from their
+    min to their max, counted by ``torch.histc`` where the tensor lives (one pass, no
+    copy to the CPU, unlike ``SummaryWriter.add_histogram``'s sort in float64)."""
+    v = values.detach().reshape(-1)
+    if not v.is_floating_point():
+        v = v.double()
+    if not v.numel():
+        return
+    lo, hi = (float(t) for t in torch.aminmax(v))
+    if not (math.isfinite(lo) and math.isfinite(hi)):  # a NaN or an infinity: left out
+        v = v[torch.isfinite(v)]
+        if not v.numel():
+            return
+        lo, hi = (float(t) for t in torch.aminmax(v))
+    if hi > lo:
+        counts = torch.histc(v.float(), bins=bins, min=lo, max=hi).tolist()
+        limits = torch.linspace(lo, hi, bins + 1, dtype=torch.float64)[1:].tolist()
+    else:
+        counts, limits = [float(v.numel())], [hi]
+    writer.add_histogram_raw(
+        tag, min=lo, max=hi, num=int(v.numel()), sum=float(v.sum(dtype=torch.float64)),
+        sum_squares=float(torch.sum(v.double().square())), bucket_limits=limits,
+        bucket_counts=counts, global_step=step)
 
 
 class Dropped:

@@ -140,6 +140,8 @@ def test_measurements_are_the_devices_outputs_of_the_last_batch(tmp_path, digits
     assert last.shape[0] == BATCH * 10  # every label for each sample of the batch
     assert (histogram.num, histogram.min, histogram.max) == (
         last.numel(), pytest.approx(float(last.min())), pytest.approx(float(last.max())))
+    assert sum(histogram.bucket) == last.numel()
+    assert histogram.sum == pytest.approx(float(last.double().sum()))
 
 
 class StateAt(Callback):
@@ -186,6 +188,18 @@ def test_a_resumed_run_has_every_step_once(tmp_path, digits, epoch, batch):
     last = acc.Scalars("epoch/loss")
     assert sorted((e.step, e.value) for e in last)[-1][1] == pytest.approx(
         resumed.history[-1]["loss"])
+
+
+def test_a_record_cut_short_by_a_kill_is_dropped_on_resume(tmp_path, digits):
+    trainer = backprop(epochs=1)
+    trainer.fit(*digits, callbacks=[TensorBoardLog(tmp_path, every=3)])
+    (path,) = tmp_path.glob("*tfevents*")
+    whole = path.read_bytes()
+    path.write_bytes(whole + whole[-40:-10])  # half a record, as a killed writer leaves
+    trainer.config.epochs = 2
+    trainer.fit(*digits, callbacks=[TensorBoardLog(tmp_path, every=3)])
+    assert path.read_bytes() == whole
+    assert steps(events(tmp_path), "epoch/loss") == [1, 2]
 
 
 def test_a_fresh_fit_of_a_finished_directory_replaces_its_events(tmp_path, digits):
