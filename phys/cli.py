@@ -455,11 +455,11 @@ def _add_threads(parser: _Parser) -> None:
 
 
 def _cmd_swap(args: argparse.Namespace) -> int:
+    from phys.device import as_torch_device
     from phys.experiment import RunOptions
     from phys.quantum.study import SwapConfig
     from phys.runs.lock import check_out
     from phys.runs.swap import CSV, EPOCHS_CSV, PLOT, run_study
-    from phys.runs.training import check_torch_device
 
     typed = given(args, SwapConfig)
     if "gain" in typed:
@@ -474,7 +474,7 @@ def _cmd_swap(args: argparse.Namespace) -> int:
     _, table = run_study(config, out, progress=run_options.progress,
                          resume=args.resume is not None, overwrite=run_options.overwrite,
                          checkpoint_every=run_options.checkpoint_every,
-                         device=check_torch_device(run_options.torch_device))
+                         device=as_torch_device(run_options.torch_device))
     print(table, end="")
     print(f"wrote {out}/{CSV}, {EPOCHS_CSV}, {PLOT}")
     return 0
@@ -550,7 +550,7 @@ def translate(message: str, flags: dict[str, str]) -> str:
     arguments it names (``resume=True``) as flags."""
     for keyword, flag in KEYWORDS.items():
         message = message.replace(keyword, flag)
-    match = re.match(r"(\w+)(?= must\b| needs\b|=)", message)
+    match = re.match(r"(\w+)(?= must\b| needs\b|=| ')", message)
     if match and match.group(1) in flags:
         return flags[match.group(1)] + message[match.end():]
     return message

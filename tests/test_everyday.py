@@ -91,6 +91,7 @@ def test_a_poor_twin_warns_and_its_fitting_counts_in_the_seconds(one_thread) -> 
     assert results["seconds"] > twin["seconds"]
 
 
+@pytest.mark.filterwarnings("ignore:the twin of layer 1")
 def test_twin_fitting_logs_its_progress(caplog, one_thread) -> None:
     caplog.set_level(logging.INFO, logger="phys.progress")
     train(TrainSpec(trainer="pat", twin_samples=200, epochs=1, subset=64, **SMALL_SPEC))
@@ -98,3 +99,43 @@ def test_twin_fitting_logs_its_progress(caplog, one_thread) -> None:
     assert twin[0] == "twin of cavity: measuring 200 fitting samples"
     assert any("fitting epoch 6/30" in line for line in twin)
     assert "held-out relative RMSE" in twin[-1]
+
+
+def _tensors(obj, depth: int = 0):
+    """Every tensor held by a device's attributes (and those of the devices it wraps)."""
+    import torch
+
+    from phys.device import Device
+
+    for value in vars(obj).values():
+        if isinstance(value, torch.Tensor):
+            yield value
+        elif isinstance(value, Device) and depth < 3:
+            yield from _tensors(value, depth + 1)
+
+
+@pytest.mark.parametrize("trainer", ["phyll", "backprop"])
+def test_torch_device_places_the_network_and_every_simulator(trainer) -> None:
+    from phys import data
+    from phys.experiment import build
+
+    dataset = data.load("digits")
+    opened: list = []
+    t, _ = build(TrainSpec(trainer=trainer, **SMALL_SPEC), dataset.n_features,
+                 dataset.n_classes, opened, torch_device="meta")
+    assert t.torch_device.type == "meta"
+    assert all(p.device.type == "meta" for p in t.network.parameters())
+    assert all(b.device.type == "meta" for b in t.network.buffers())
+    for dev in t.devices():
+        assert dev.torch_device.type == "meta"
+        assert all(x.device.type == "meta" for x in _tensors(dev))
+    assert len(opened) == 1
+
+
+def test_a_torch_device_this_machine_lacks_is_refused(capsys) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert main(["train", "--torch-device", "cuda", "--out", "unused", *SMALL]) == 2
+    assert "--torch-device 'cuda': CUDA is not available here" in capsys.readouterr().err

@@ -18,7 +18,7 @@ from phys.runs.provenance import threads_used, versions
 from phys.runs.state import Clock, check_kind, check_state, restore_train, train_state
 from phys.train.callbacks import Callback, EpochEnd
 
-__all__ = ["check_run_options", "check_torch_device", "train"]
+__all__ = ["check_run_options", "train"]
 
 LOG = logging.getLogger("phys.progress")
 
@@ -119,20 +119,6 @@ def _build(spec: Any, device: Any, dataset: Any, state: Mapping[str, Any] | None
     return trainer, dict(state["extra"]), clock
 
 
-def check_torch_device(name: str) -> Any:
-    """``torch.device(name)``, checked to be usable here (ValueError naming it)."""
-    import torch
-
-    try:
-        device = torch.device(name)
-        torch.empty(0, device=device)
-    except (RuntimeError, AssertionError, ValueError) as err:
-        raise ValueError(f"torch_device must be a torch device usable here; {name!r} "
-                         f"cannot be used here: "
-                         f"{str(err).splitlines()[0]}") from None
-    return device
-
-
 def _link_stats(trainer: Any) -> list[dict[str, Any]] | None:
     """Each serial device's link counters (resends, drops ...), ``None`` without one."""
     found = [{"device": dev.info.name, **dev.link.as_dict()} for dev in trainer.devices()
@@ -219,11 +205,12 @@ def train(spec: Any, *, out: str | Path | None = None, progress: bool = False,
         phys.atomic.WriteError: a file of the run cannot be written (a full disk).
         phys.runs.DeviceLost: a device stopped answering for longer than ``device_wait``.
     """
+    from phys.device import as_torch_device
     from phys.threads import check_threads, set_threads
 
     check_run_options(checkpoint_every, device_wait)
     check_threads(threads)
-    where = check_torch_device(torch_device)
+    where = as_torch_device(torch_device)
     if out is None and resume:
         raise ValueError("resume needs the run directory (out)")
     run_dir = None if out is None else RunDir(check_out(out))

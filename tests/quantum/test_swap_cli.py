@@ -91,8 +91,7 @@ def test_gain_reaches_the_level_two_layer(tmp_path) -> None:
 @pytest.mark.parametrize(("argv", "message"), [
     (["--gain", "big"], "must be a number or 'uniform'"),
     (["--gain", "0"], "--gain must be a number > 0 or 'uniform'"),
-    (["--torch-device", "nowhere"], "--torch-device must be a torch device usable here; "
-                                    "'nowhere' cannot be used here"),
+    (["--torch-device", "nowhere"], "--torch-device 'nowhere' is not a torch device name"),
     (["--seeds", "0"], "--seeds must be >= 1, got 0"),
     (["--subset", "0"], "--subset must be >= 1, got 0"),
     (["--threads", "0"], "--threads must be >= 1"),
