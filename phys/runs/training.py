@@ -10,12 +10,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from phys.device import as_torch_device
 from phys.runs.device_loss import DeviceGuard
 from phys.runs.keeper import Keeper, check_every
 from phys.runs.layout import RunDir, jsonable
 from phys.runs.lock import check_out
 from phys.runs.provenance import threads_used, versions
 from phys.runs.state import Clock, check_kind, check_state, restore_train, train_state
+from phys.threads import check_threads, set_threads
 from phys.train.callbacks import Callback, EpochEnd
 
 __all__ = ["check_run_options", "train"]
@@ -154,6 +156,14 @@ def _results(spec: Any, trainer: Any, extra: Mapping[str, Any], seconds: float,
     return results
 
 
+def _settings(*, checkpoint_every: Any, device_wait: Any, threads: Any, **rest: Any
+              ) -> dict[str, Any]:
+    """The run's settings for :func:`_callbacks`, checked (ValueError naming one)."""
+    check_run_options(checkpoint_every, device_wait)
+    check_threads(threads)
+    return {"checkpoint_every": checkpoint_every, "device_wait": device_wait, **rest}
+
+
 def train(spec: Any, *, out: str | Path | None = None, progress: bool = False,
           on_epoch: Callable[[dict[str, float]], None] | None = None, resume: bool = False,
           overwrite: bool = False, checkpoint_every: int | None = 200,
@@ -161,15 +171,13 @@ def train(spec: Any, *, out: str | Path | None = None, progress: bool = False,
           resume_hint: str | None = None, threads: int | None = None,
           torch_device: str = "cpu", tensorboard: bool = True) -> dict[str, Any]:
     """Train as ``spec`` (a :class:`~phys.experiment.TrainSpec`) says; with ``out``, keep
-    the run's files there (see :mod:`phys.runs`): config, checkpoints (every epoch and
-    every ``checkpoint_every`` batches), metrics, TensorBoard event files, and at the end
-    results and curve.
+    the run's files there (config, checkpoints, metrics, event files, results, curve:
+    see :mod:`phys.runs`).
 
     Args:
         spec: What to train.
         out: Run directory.
-        progress: Show progress bars on a terminal (a line per epoch is logged to
-            ``phys.progress`` otherwise).
+        progress: Progress bars on a terminal (else a line per epoch: ``phys.progress``).
         on_epoch: Called with each epoch's metrics.
         resume: Continue the run in ``out`` from its latest checkpoint that verifies;
             ``spec`` must be the run's own (the error lists any difference). A finished
@@ -179,19 +187,16 @@ def train(spec: Any, *, out: str | Path | None = None, progress: bool = False,
         device_wait: Seconds to wait for a lab device that stops answering to come back
             (the run is saved first); then :class:`~phys.runs.DeviceLost` is raised.
         opener: Opens each layer's device, as ``opener(device_spec, n_in, n_out, seed)``
-            (default :func:`phys.experiment.open_layer_device`).
-        resume_hint: The command that continues this run, for messages.
-        threads: torch's intra-op threads for the run (``None``: left as they are; see
-            :mod:`phys.threads`).
+            (default :func:`phys.experiment.open_layer_device`); ``resume_hint``: the
+            command that continues this run, for messages.
+        threads: torch's threads (``None``: left as they are; see :mod:`phys.threads`).
         torch_device: Where the digital network and the simulators compute (``"cuda"``).
         tensorboard: Write TensorBoard event files into ``out``.
 
     Returns:
-        The results dict written to ``results.json`` (with the ``versions`` of
-        :func:`phys.runs.provenance.versions`, and ``link``: each serial device's link
-        counters).
-
-    ``out`` is locked while the run writes it (see :mod:`phys.runs.lock`).
+        The results written to ``results.json`` (with :func:`~phys.runs.provenance.versions`,
+        the threads, and ``link``: each serial device's link counters). ``out`` is locked
+        while the run writes it (see :mod:`phys.runs.lock`).
 
     Raises:
         ValueError: unknown dataset, device or trainer, bad options, a trainer that
@@ -205,19 +210,14 @@ def train(spec: Any, *, out: str | Path | None = None, progress: bool = False,
         phys.atomic.WriteError: a file of the run cannot be written (a full disk).
         phys.runs.DeviceLost: a device stopped answering for longer than ``device_wait``.
     """
-    from phys.device import as_torch_device
-    from phys.threads import check_threads, set_threads
-
-    check_run_options(checkpoint_every, device_wait)
-    check_threads(threads)
-    where = as_torch_device(torch_device)
     if out is None and resume:
         raise ValueError("resume needs the run directory (out)")
+    settings = _settings(checkpoint_every=checkpoint_every, device_wait=device_wait,
+                         tensorboard=tensorboard, on_epoch=on_epoch, threads=threads)
+    where = as_torch_device(torch_device)
     run_dir = None if out is None else RunDir(check_out(out))
     if threads is not None:
         set_threads(threads)
-    settings = {"checkpoint_every": checkpoint_every, "device_wait": device_wait,
-                "tensorboard": tensorboard, "on_epoch": on_epoch}
     with contextlib.nullcontext() if run_dir is None else run_dir.lock():
         if resume and run_dir.finished():
             return _finished(spec, run_dir)

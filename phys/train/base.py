@@ -198,19 +198,17 @@ class Trainer(ABC):
                 ``(x, labels)`` batches (a ``torch.utils.data.DataLoader``, a list) with
                 ``labels=None``.
             labels: Training labels ``(N,)``, int64 in ``0 .. C-1``.
-            x_test, labels_test: Optional held-out set evaluated after every epoch, in
-                either form.
+            x_test, labels_test: Optional held-out set, in either form.
             callbacks: :class:`~phys.train.callbacks.Callback` objects, called in order.
-            progress: Show a progress bar per epoch on a terminal or in a notebook;
-                otherwise, and always without a bar, a line per epoch goes to the logger
-                ``phys.progress`` (see :mod:`phys.train.progress`).
+            progress: A progress bar per epoch on a terminal or in a notebook; else a
+                line per epoch to the logger ``phys.progress`` (:mod:`phys.train.progress`).
 
         Returns:
             One metrics dict per epoch: ``epoch``, ``loss`` (mean over the batches),
             ``train_accuracy`` (see ``config.train_accuracy``), ``test_accuracy`` (with a
             test set), ``seconds`` (of the epoch) and the running totals of
-            :meth:`device_usage`. With ``config.eval_every`` K > 1 the accuracies are in
-            the rows of every K-th epoch and the last only.
+            :meth:`device_usage`. The accuracies are in the rows of the epochs that
+            :meth:`evaluates`.
 
         Tensors are shuffled each epoch by ``torch.randperm`` from the trainer's
         generator; an iterable orders its batches itself (with

@@ -124,10 +124,12 @@ def test_resume_refuses_another_configuration_and_shows_the_difference(tmp_path,
     assert status == 2
     assert "the run there has another configuration" in err
     assert "epochs: 1 in the run, 2 now" in err and "lr: 0.01 in the run, 0.5 now" in err
-    # options equal to the run's are accepted; run options (--checkpoint-every) may differ
+    # options equal to the run's are accepted (the run is finished: nothing to resume, it
+    # says so); run options (--checkpoint-every) may differ
     status = main(["train", "--resume", str(out), "--epochs", "1", "--checkpoint-every", "7",
                    "--no-progress"])
-    assert status == 0, capsys.readouterr().err
+    assert status == 2
+    assert "the run is finished (1 epochs); nothing to resume" in capsys.readouterr().err
     for argv, message in [
         (["--resume", str(tmp_path / "none")], "no run there"),
         (["--resume", str(out), "--out", str(tmp_path / "x")], "give the run directory once"),

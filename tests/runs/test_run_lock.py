@@ -38,9 +38,11 @@ def _start(out: Path, *extra: str) -> subprocess.Popen:
 
 
 def _one_error(capsys) -> str:
-    err = capsys.readouterr().err
-    assert err.startswith("phys: error: ") and err.count("\n") == 1, err
-    return err.strip()
+    """The one error line on stderr (after any progress lines)."""
+    lines = capsys.readouterr().err.splitlines()
+    errors = [line for line in lines if line.startswith("phys:")]
+    assert len(errors) == 1 and lines[-1] == errors[0], lines
+    return errors[0]
 
 
 def test_a_second_writer_is_refused_naming_the_first(tmp_path, capsys, one_thread):
@@ -97,7 +99,8 @@ def test_a_finished_run_is_kept_unless_overwrite(tmp_path, capsys, one_thread):
     assert main(args) == 2
     assert (f"{out} holds a finished run; keep it (choose another directory) or run it "
             f"again (--overwrite)") in _one_error(capsys)
-    assert main(["train", "--resume", str(out), "--no-progress"]) == 0  # nothing new
+    assert main(["train", "--resume", str(out), "--no-progress"]) == 2  # nothing to resume
+    assert "the run is finished" in _one_error(capsys)
     assert ((out / "results.json").read_bytes(), stamp(out / "results.json")) == before
     capsys.readouterr()
     assert main([*args, "--overwrite"]) == 0
@@ -160,6 +163,6 @@ def test_a_full_disk_is_an_error_naming_the_file_and_keeps_the_checkpoint(
     monkeypatch.undo()
     state, used = RunDir(out).load()  # the checkpoint before is intact
     assert (state["epoch"], used.name) == (1, "checkpoint.pt")
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.json",
-                                                     "metrics.csv"]
+    kept = sorted(p.name for p in out.iterdir() if not p.name.startswith("events.out."))
+    assert kept == ["checkpoint.pt", "config.json", "metrics.csv"]
     assert main(["train", "--resume", str(out), "--no-progress"]) == 0  # and it resumes
