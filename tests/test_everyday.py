@@ -139,3 +139,24 @@ def test_a_torch_device_this_machine_lacks_is_refused(capsys) -> None:
         pytest.skip("this machine has CUDA")
     assert main(["train", "--torch-device", "cuda", "--out", "unused", *SMALL]) == 2
     assert "--torch-device 'cuda': CUDA is not available here" in capsys.readouterr().err
+
+
+def test_phys_train_writes_event_files_and_labels_its_loss(tmp_path, monkeypatch,
+                                                           one_thread) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from phys import report
+
+    labels = []
+    real = report.plot_curve
+    monkeypatch.setattr(report, "plot_curve", lambda history, path, title, label:
+                        labels.append(label) or real(history, path, title, label))
+    out = tmp_path / "run"
+    assert main(["train", "--epochs", "2", "--subset", "64", *SMALL[:-1], "--out",
+                 str(out)]) == 0
+    events = EventAccumulator(str(out))
+    events.Reload()
+    assert {"epoch/loss", "epoch/test_accuracy", "epoch/device_samples",
+            "epoch/loss_layer0"} <= set(events.Tags()["scalars"])
+    assert [e.step for e in events.Scalars("epoch/loss")] == [1, 2]
+    assert labels == ["goodness loss, summed over layers"]

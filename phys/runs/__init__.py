@@ -8,6 +8,7 @@ one directory::
     checkpoint.prev.pt   the checkpoint before it, used when the latest is damaged
     metrics.csv          one row per finished epoch
     results.json         when the run is finished (``phys train`` also draws curve.png)
+    events.out.tfevents.*  TensorBoard event files, written while ``phys train`` runs
     .lock                while a run writes the directory: the writer's pid (flock)
 
 A checkpoint holds the model, the optimiser states, every random generator (the
@@ -25,6 +26,8 @@ The modules, one job each:
 - :mod:`phys.runs.layout`: :class:`RunDir`, the file names, ``config.json``, atomic
   checkpoint files;
 - :mod:`phys.runs.checksum`: the checksums sealed into checkpoint files;
+- :mod:`phys.runs.tensorboard`: :class:`~phys.runs.tensorboard.TensorBoardLog`, live
+  monitoring of a run;
 - :mod:`phys.runs.lock`: :class:`~phys.runs.lock.RunLock`, one writer per directory, and
   the checks that a path can be a run directory;
 - :mod:`phys.runs.state`: what a checkpoint holds (:func:`train_state`,
