@@ -559,9 +559,9 @@ def translate(message: str, flags: dict[str, str]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``phys`` console script; returns the exit status."""
     from phys import console
-    from phys.threads import prefer_passive_waiting
+    from phys.threads import limit_spinning
 
-    prefer_passive_waiting()  # before torch loads: OpenMP reads it once
+    limit_spinning()  # before torch loads: OpenMP reads it once
     console.configure()
     top = _top_parser()
     request = top.parse_args(sys.argv[1:] if argv is None else list(argv))

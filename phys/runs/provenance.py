@@ -66,11 +66,13 @@ def _versions() -> dict[str, str | None]:
 
 
 def threads_used() -> dict[str, int | str | None]:
-    """``{"threads", "omp_wait_policy"}``: torch's intra-op thread count now, and the
-    OpenMP wait policy of the environment (``None``: OpenMP's default)."""
+    """``{"threads", "omp_wait_policy", "gomp_spincount"}``: torch's intra-op thread
+    count now, and how OpenMP threads wait, from the environment (``None``: OpenMP's
+    default)."""
     import os
 
     import torch
 
     return {"threads": torch.get_num_threads(),
-            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+            "gomp_spincount": os.environ.get("GOMP_SPINCOUNT")}
