@@ -1,6 +1,6 @@
 """`make demo` on an idle machine and on a machine whose every core is busy.
 
-Anchor: the issue's target of a busy/idle wall-time ratio of at most 1.5. Runs the demo
+Target: a busy/idle wall-time ratio of at most 1.5. Runs the demo
 (`phys train --device cavity --data digits --out TMP`, as `make demo` does) in a
 subprocess, process start and imports included, once with the machine as it is and once
 while `--busy` other processes (default: one per CPU, `os.cpu_count()`) keep every core

@@ -1,6 +1,6 @@
 """What TensorBoard event files cost `make demo`: the demo with and without them.
 
-Anchor: the issue's target of at most 2 % overhead. Runs the demo (`phys train --device
+Target: at most 2 % overhead. Runs the demo (`phys train --device
 cavity --data digits --out TMP`, which writes event files into its run directory) and the
 same with `--no-tensorboard`, alternating which goes first, `--repeat` times each, with
 the process settings of `busy_demo.py` (`--settings default`, `threads=N` or `old`; one
@@ -8,7 +8,9 @@ setting here). Prints the medians of both the subprocess wall time (process star
 imports included) and the training `seconds` of each run's `results.json`, the overhead
 in percent against the 2 % target, and how many event files the runs wrote (0 without
 event files: then there is nothing to measure). With `--busy`, every run has the other
-cores busy as in `busy_demo.py`. It never fails on time.
+cores busy as in `busy_demo.py`. Whole runs differ by a few percent from one another, so
+it also times the callback's own methods in one in-process fit of the demo network (the
+share of the fit spent inside them). It never fails on time.
 
     .venv/bin/python bench/tensorboard_overhead.py [--settings default] [--epochs 20]
         [--repeat 3] [--busy]
@@ -80,6 +82,44 @@ def report(runs: dict[str, list[Run]]) -> None:
         print(f"event files were written with {OFF}: the comparison is void")
 
 
+def time_inside(epochs: int | None) -> tuple[float, float]:
+    """``(seconds inside the TensorBoard callback, seconds of the fit)`` of the demo's
+    network trained in this process (1 torch thread), each callback method timed: a
+    measure of the overhead that the noise of whole runs cannot hide."""
+    import time
+
+    import torch
+
+    from phys import data
+    from phys.experiment import TrainSpec, build
+    from phys.runs.tensorboard import TensorBoardLog
+
+    torch.set_num_threads(1)
+    spec = TrainSpec(device="cavity", data="digits", **({} if epochs is None else
+                                                         {"epochs": epochs}))
+    dataset = data.load("digits")
+    trainer, _ = build(spec, dataset.n_features, dataset.n_classes, [])
+    spent = [0.0]
+
+    def timed(method):
+        def call(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                spent[0] += time.perf_counter() - t0
+        return call
+
+    with tempfile.TemporaryDirectory() as tmp:
+        log = TensorBoardLog(tmp)
+        for name in ("on_fit_start", "on_batch_end", "on_epoch_end", "on_fit_end"):
+            setattr(log, name, timed(getattr(log, name)))
+        t0 = time.perf_counter()
+        trainer.fit(dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test,
+                    callbacks=[log])
+        return spent[0], time.perf_counter() - t0
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--settings", default="default",
@@ -107,6 +147,10 @@ def main(argv: list[str] | None = None) -> None:
           f"setting {setting.name}; repeat {args.repeat}"
           f"{f'; busy: {args.busy_procs} x {args.load}' if args.busy else ''}")
     report(measure(setting, args))
+    inside, total = time_inside(args.epochs)
+    share = 100 * inside / total
+    print(f"inside the callback (in this process, 1 thread): {inside:.3f} s of {total:.2f} s "
+          f"training, {share:.2f} %  / target {share / TARGET_PERCENT:.2f}")
 
 
 if __name__ == "__main__":
