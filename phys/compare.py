@@ -144,7 +144,8 @@ def compare(spec: TrainSpec, trainers: Sequence[str], out: str | Path, *,
         results.append(result)
         histories[name] = collected
     table = markdown_table(results)
-    title = f"{spec.device} / {spec.data}, {spec.layers} layers, {spec.epochs} epochs"
+    title = (f"{spec.device} / {spec.data}, {spec.layers} layer{'s' * (spec.layers != 1)}, "
+             f"{spec.epochs} epoch{'s' * (spec.epochs != 1)}")
     atomic.write_text(out / "compare.md", f"# {title}\n\n{table}")
     _plot(histories, out / "compare.png", title, results)
     return table
