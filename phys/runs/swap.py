@@ -56,10 +56,10 @@ class _Progress(Callback):
 def train_level(level: int, seed: int, images: Sequence[Any], config: SwapConfig, *,
                 run: RunDir | None = None, resume: bool = False,
                 checkpoint_every: int | None = None, device: Any = "cpu",
-                callbacks: Sequence[Callback] = ()
+                callbacks: Sequence[Callback] = (), progress: bool | None = False
                 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Train one level and seed on the torch ``device``; returns its result row and one
-    row per epoch.
+    row per epoch. ``progress`` is that of :meth:`~phys.train.base.Trainer.fit`.
 
     With ``run`` a checkpoint is saved after every epoch and every ``checkpoint_every``
     steps; ``resume`` continues from the latest one. torch's global random state is the
@@ -84,7 +84,7 @@ def train_level(level: int, seed: int, images: Sequence[Any], config: SwapConfig
             clock = Clock(float(state["seconds"]))
         keep = [] if run is None else [Keeper(run, lambda: train_state(
             trainer, spec, {}, clock.seconds(), kind="swap"), every=checkpoint_every)]
-        trainer.fit(x_tr, y_tr, test, callbacks=[*keep, *callbacks])
+        trainer.fit(x_tr, y_tr, test, callbacks=[*keep, *callbacks], progress=progress)
     history = epoch_rows(trainer.history, level, seed)
     return result_row(config, level, seed, trainer, images, history), history
 
@@ -104,7 +104,8 @@ def _one_run(level: int, seed: int, run: RunDir, images: Sequence[Any], config: 
         run.start("swap-run", {**settings, "level": level, "seed": seed}, fresh=True)
     callbacks = [_Progress(bar, level, seed, steps), *train.pop("callbacks", ())]
     row, history = train_level(level, seed, images, config, run=run, resume=again,
-                               callbacks=callbacks, **train)
+                               callbacks=callbacks, progress=False if bar.disable else None,
+                               **train)
     atomic.write_json(run.results, {"row": row, "history": history, "versions": versions()})
     return row, history
 

@@ -189,7 +189,7 @@ class Trainer(ABC):
         labels_test: torch.Tensor | None = None,
         *,
         callbacks: Sequence[Callback] = (),
-        progress: bool = False,
+        progress: bool | None = False,
     ) -> list[dict[str, float]]:
         """Train until ``config.epochs`` epochs are done.
 
@@ -201,7 +201,7 @@ class Trainer(ABC):
             x_test, labels_test: Optional held-out set, in either form.
             callbacks: :class:`~phys.train.callbacks.Callback` objects, called in order.
             progress: A progress bar per epoch on a terminal or in a notebook; else a
-                line per epoch to the logger ``phys.progress`` (:mod:`phys.train.progress`).
+                line per epoch to the logger ``phys.progress`` (``None``: neither).
 
         Returns:
             One metrics dict per epoch: ``epoch``, ``loss`` (mean over the batches),

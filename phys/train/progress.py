@@ -155,7 +155,10 @@ class ProgressBar(Callback):
             self._bar = None
 
 
-def progress_callback(progress: bool) -> Callback:
-    """A :class:`ProgressBar` when ``progress`` and :func:`interactive`, else a
+def progress_callback(progress: bool | None) -> Callback:
+    """A :class:`ProgressBar` when ``progress`` and :func:`interactive`, nothing when
+    ``progress`` is ``None`` (the caller reports progress itself), else a
     :class:`ProgressLog`."""
+    if progress is None:
+        return Callback()
     return ProgressBar() if progress and interactive() else ProgressLog()

@@ -94,3 +94,10 @@ def test_thinned_evaluation_spends_fewer_device_samples() -> None:
     assert thinned["eval_device_samples"] == (128 + 50) * classes
     for key, tensor in full.network.state_dict().items():
         assert torch.equal(tensor, thin.network.state_dict()[key]), key
+
+
+def test_progress_none_reports_nothing(caplog, capsys) -> None:
+    x, y, x_te, y_te = task()
+    caplog.set_level(logging.INFO, logger="phys.progress")
+    trainer(epochs=2).fit(x, y, x_te, y_te, progress=None)
+    assert _lines(caplog) == [] and capsys.readouterr().err == ""
