@@ -185,9 +185,10 @@ def _save_cached(paths: list[Path], blob: dict[str, Any]) -> Path | None:
         except (WriteError, OSError):
             continue
         return path
-    folders = " nor ".join(str(p.parent) for p in paths)
-    warnings.warn(f"the fitted model is not cached: {folders} cannot be written",
-                  stacklevel=4)
+    folders = [str(p.parent) for p in paths]
+    why = (f"{folders[0]} cannot be written" if len(folders) == 1 else
+           f"neither {' nor '.join(folders)} can be written")
+    warnings.warn(f"the fitted model is not cached: {why}", stacklevel=4)
     return None
 
 
