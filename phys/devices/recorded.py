@@ -28,7 +28,13 @@ import torch
 
 from phys.atomic import WriteError, atomic_path
 from phys.device import Device, DeviceInfo
-from phys.devices.recorded_io import Recording, files_sha256, finite_range, read_recording
+from phys.devices.recorded_io import (
+    Recording,
+    check_options,
+    files_sha256,
+    finite_range,
+    read_recording,
+)
 from phys.devices.recorded_io import recording_files as _recording_files
 from phys.download import data_dir
 from phys.train.twin import POOR_REL_RMSE, SurrogateTwin
@@ -182,6 +188,7 @@ def _save_cached(paths: list[Path], blob: dict[str, Any]) -> Path | None:
         try:
             with atomic_path(path) as tmp:
                 torch.save(blob, tmp)
+                os.chmod(tmp, 0o644)  # a cache others may read, as the recording
         except (WriteError, OSError):
             continue
         return path
@@ -224,6 +231,7 @@ def open_recorded(address: str, *, device: int = 0, in_min: float | None = None,
     from phys.devices.replay import _path_of
 
     spec = _path_of(address, "recorded")
+    check_options(device, in_min, in_max)
     options = FitOptions(hidden, depth, epochs, batch_size, lr, seed)
     t0 = time.perf_counter()
     _, files, part = _recording_files(spec, device)

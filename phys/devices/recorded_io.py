@@ -31,7 +31,7 @@ import numpy as np
 
 from phys.device import DeviceInfo
 
-__all__ = ["PUBLISHED", "Recording", "read_recording"]
+__all__ = ["PUBLISHED", "Recording", "check_options", "read_recording"]
 
 #: Bare names of published recordings -> a function giving their folder.
 PUBLISHED: dict[str, str] = {"phyll_acoustic": "phys.data:acoustic_recordings"}
@@ -277,6 +277,19 @@ class _MiniDevice:
     def __init__(self, group: Any) -> None:
         self.info = DeviceInfo.from_dict(json.loads(group.attrs["info"]))
         self.inputs, self.outputs = group["inputs"], group["outputs"]
+
+
+def check_options(device: int, in_min: float | None, in_max: float | None) -> None:
+    """``ValueError`` naming a bad ``device``, ``in_min`` or ``in_max``, before any work."""
+    if isinstance(device, bool) or not isinstance(device, int) or device < 0:
+        raise ValueError(f"device must be an int >= 0 (which device of a recording), got "
+                         f"{device!r}")
+    for key, value in (("in_min", in_min), ("in_max", in_max)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value)):
+            raise ValueError(f"{key} must be a finite number, got {value!r}")
+    if in_min is not None and in_max is not None and not in_min < in_max:
+        raise ValueError(f"in_min must be below in_max, got {in_min!r} and {in_max!r}")
 
 
 def finite_range(x: np.ndarray) -> tuple[float, float]:

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from phys.device import Device, DeviceInfo
-from phys.devices.recorded_io import Recording, finite_range, read_recording
+from phys.devices.recorded_io import Recording, check_options, finite_range, read_recording
 
 __all__ = ["ReplayDevice", "open_replay"]
 
@@ -82,7 +82,9 @@ def open_replay(address: str, *, device: int = 0, in_min: float | None = None,
         in_min: Smallest accepted input (default: the smallest recorded one).
         in_max: Largest accepted input (default: the largest recorded one).
     """
-    return ReplayDevice(read_recording(_path_of(address, "replay"), device),
+    path = _path_of(address, "replay")
+    check_options(device, in_min, in_max)
+    return ReplayDevice(read_recording(path, device),
                         in_min=in_min, in_max=in_max)
 
 

@@ -271,3 +271,15 @@ def test_poor_fits_warn(tmp_path) -> None:
         warnings.simplefilter("error")
         with pytest.raises(UserWarning, match="poor, held-out relative RMSE"):
             phys.open(f"recorded:{pair}", hidden=16, epochs=3, cache=False)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"in_min": 1.0, "in_max": 0.0}, "in_min must be below in_max"),
+    ({"in_max": float("nan")}, "in_max must be a finite number"),
+    ({"device": -1}, "device must be an int >= 0"),
+    ({"epochs": 0}, "epochs must be a positive int"),
+])
+def test_bad_options_are_refused_before_any_work(sim_recording, options, message) -> None:
+    pair, _ = sim_recording
+    with pytest.raises(ValueError, match=message):
+        phys.open(f"recorded:{pair}", **options)
