@@ -236,14 +236,18 @@ def _read_h5(path: Path, device: int) -> tuple[np.ndarray, np.ndarray, DeviceInf
         reader = None
     try:
         rec = reader.open(path) if reader is not None else _MiniRecording(path)
-        devices = rec.devices
-        if not 0 <= device < len(devices):
-            raise ValueError(f"{path}: recording has {len(devices)} device(s), no device "
-                             f"{device}")
-        dev = devices[device]
-        info = dev.info if isinstance(dev.info, DeviceInfo) else DeviceInfo.from_dict(dev.info)
-        x = np.asarray(dev.inputs[...], np.float32)
-        y = np.asarray(dev.outputs[...], np.float32)
+        try:
+            devices = rec.devices
+            if not 0 <= device < len(devices):
+                raise ValueError(f"{path}: recording has {len(devices)} device(s), no "
+                                 f"device {device}")
+            dev = devices[device]
+            info = (dev.info if isinstance(dev.info, DeviceInfo)
+                    else DeviceInfo.from_dict(dev.info))
+            x = np.asarray(dev.inputs[...], np.float32)
+            y = np.asarray(dev.outputs[...], np.float32)
+        finally:
+            getattr(rec, "close", lambda: None)()
     except OSError as err:
         raise ValueError(f"{path}: cannot read the HDF5 recording (truncated or not "
                          f"HDF5?): {err}") from None
@@ -271,6 +275,9 @@ class _MiniRecording:
         group = self._file.get("devices")
         keys = sorted(group, key=int) if group is not None else []
         self.devices = [_MiniDevice(group[k]) for k in keys]
+
+    def close(self) -> None:
+        self._file.close()
 
 
 class _MiniDevice:
