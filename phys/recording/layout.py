@@ -102,6 +102,8 @@ def open_h5(path: Any, mode: str, **kwargs: Any) -> Any:
         fmt, version = f.attrs.get("format"), f.attrs.get("version")
         if isinstance(fmt, bytes):
             fmt = fmt.decode(errors="replace")
+        if isinstance(version, np.generic):
+            version = version.item()
         if fmt != FORMAT:
             raise ValueError(f"recording {path} is not a physnn recording (format "
                              f"{fmt!r}, expected {FORMAT!r})")
