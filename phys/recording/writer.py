@@ -9,6 +9,7 @@ survive too): the datasets are written first and the committed row counts after 
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 import time
@@ -28,21 +29,23 @@ __all__ = ["Recording"]
 SPILL_BYTES = 16 * 2**20
 
 
-def _array(value: Any, dtype: Any) -> np.ndarray:
-    if hasattr(value, "detach"):  # a torch tensor
+def _array(value: Any, dtype: Any, *, copy: bool = True) -> np.ndarray:
+    if hasattr(value, "detach"):  # a torch tensor: a view of its memory
         value = value.detach().cpu().numpy()
-    return np.array(value, dtype=dtype, copy=True)
+    return np.array(value, dtype=dtype, copy=True) if copy else np.asarray(value)
 
 
 class _Device:
-    """One device's group, its committed counts and what is buffered for it."""
+    """One device's group, its committed counts and the rows buffered for it (in arrays
+    that grow by doubling and are written out as they are)."""
 
     def __init__(self, k: int, group: Any, info: DeviceInfo, rows: int, n_settings: int,
                  next_query: int) -> None:
         self.k, self.group, self.info = k, group, info
         self.rows, self.n_settings, self.next_query = rows, n_settings, next_query
-        self.pending: dict[str, list[np.ndarray]] = {name: [] for name in L.COLUMNS}
+        self.buffers: dict[str, np.ndarray] = {}
         self.pending_rows, self.pending_settings = 0, []
+        self.row_bytes = 4 * (info.n_in + info.n_out) + 17
 
     def name(self) -> str:
         return f"device {self.k} ({self.info.name!r})"
@@ -50,18 +53,32 @@ class _Device:
     def total(self) -> int:
         return self.rows + self.pending_rows
 
-    def nbytes(self) -> int:
-        return sum(a.nbytes for parts in self.pending.values() for a in parts)
+    def pending_bytes(self) -> int:
+        return self.pending_rows * self.row_bytes
+
+    def buffer(self, n: int) -> dict[str, np.ndarray]:
+        """The buffers, with room for ``n`` more rows."""
+        have = len(self.buffers["query"]) if self.buffers else 0
+        need = self.pending_rows + n
+        if need > have:
+            size = max(need, 2 * have, 1024)
+            grown = {}
+            for name, (dtype, _) in L.COLUMNS.items():
+                w = L.width(self.info, name)
+                grown[name] = np.empty((size, w) if w else (size,), dtype)
+                if self.pending_rows:
+                    grown[name][:self.pending_rows] = self.buffers[name][:self.pending_rows]
+            self.buffers = grown
+        return self.buffers
 
     def write_pending(self) -> None:
         """Write the buffered rows and settings into the datasets (counts unchanged)."""
         if self.pending_rows:
             end = self.rows + self.pending_rows
-            for name, parts in self.pending.items():
+            for name, buf in self.buffers.items():
                 ds = self.group[name]
                 ds.resize(end, axis=0)
-                ds[self.rows:end] = np.concatenate(parts)
-                parts.clear()
+                ds[self.rows:end] = buf[:self.pending_rows]
         if self.pending_settings:
             ds, end = self.group["settings"], self.n_settings + len(self.pending_settings)
             ds.resize((end,))
@@ -165,11 +182,13 @@ class Recording:
         return k
 
     def write(self, k: int, x: Any, y: Any, *, query: int, phase: str | int,
-              time: float | Any = None) -> int:
+              time: float | Any = None, check: bool = True) -> int:
         """Append one batch of device ``k``: inputs ``x (B, n_in)``, outputs
         ``y (B, n_out)``, its query id, phase (``"train"``, ``"eval"``, ``"other"``) and
         time stamp (seconds since the epoch, one for the batch or one per row; default
-        now). Returns the index of the batch's first row.
+        now). ``check=False`` skips the checks of the values (not of the shapes), for
+        batches that :meth:`phys.Device.query` has checked. Returns the index of the
+        batch's first row.
 
         Raises:
             ValueError: naming the device and row - wrong shapes, NaN or Inf, inputs
@@ -180,19 +199,19 @@ class Recording:
         if isinstance(query, bool) or not isinstance(query, (int, np.integer)) or query < 0:
             raise ValueError(f"{dev.name()}: query must be an int >= 0, got {query!r} (at row "
                              f"{dev.total()})")
-        xs, ys = _array(x, np.float32), _array(y, np.float32)
-        _check_batch(dev, xs, ys)
+        xs, ys = _array(x, np.float32, copy=False), _array(y, np.float32, copy=False)
+        _check_batch(dev, xs, ys, values=check)
         n = xs.shape[0]
         stamps = _stamps(dev, time, n)
         with self._lock:
             self._check_open()
-            first = dev.total()
-            for name, part in zip(L.COLUMNS, (xs, ys, np.full(n, int(query), np.int64), stamps,
-                                              np.full(n, code, np.uint8)), strict=True):
-                dev.pending[name].append(part)
+            first, p = dev.total(), dev.pending_rows
+            buf = dev.buffer(n)
+            for name, value in zip(L.COLUMNS, (xs, ys, query, stamps, code), strict=True):
+                buf[name][p:p + n] = value  # the copy of the caller's data
             dev.pending_rows += n
             dev.next_query = max(dev.next_query, int(query) + 1)
-            if sum(d.nbytes() for d in self._devices) > SPILL_BYTES:
+            if sum(d.pending_bytes() for d in self._devices) > SPILL_BYTES:
                 self._commit(durable=False)
         return first
 
@@ -327,7 +346,7 @@ class Recording:
             self._fd = None
 
 
-def _check_batch(dev: _Device, xs: np.ndarray, ys: np.ndarray) -> None:
+def _check_batch(dev: _Device, xs: np.ndarray, ys: np.ndarray, *, values: bool) -> None:
     info, first = dev.info, dev.total()
     if xs.ndim != 2 or xs.shape[1] != info.n_in:
         raise ValueError(f"{dev.name()}: inputs must have shape (B, {info.n_in}), got "
@@ -336,22 +355,26 @@ def _check_batch(dev: _Device, xs: np.ndarray, ys: np.ndarray) -> None:
         raise ValueError(f"{dev.name()}: outputs must have shape ({xs.shape[0]}, "
                          f"{info.n_out}) for {xs.shape[0]} inputs, got {ys.shape} (at row "
                          f"{first})")
+    if not (values and xs.size):
+        return
     for what, a in (("inputs", xs), ("outputs", ys)):
-        bad = ~np.isfinite(a)
-        if bad.any():
-            i = int(np.argmax(bad.any(axis=1)))
-            raise ValueError(f"{dev.name()}: {what} of row {first + i} (row {i} of the batch) "
-                             f"hold NaN or Inf")
-    outside = (xs < info.in_min) | (xs > info.in_max)
-    if outside.any():
-        i = int(np.argmax(outside.any(axis=1)))
+        if not (a.dtype.kind == "f" and np.isfinite(a.sum())):
+            bad = ~np.isfinite(a.astype(np.float64))  # a sum can overflow: look closer
+            if bad.any():
+                i = int(np.argmax(bad.any(axis=1)))
+                raise ValueError(f"{dev.name()}: {what} of row {first + i} (row {i} of the "
+                                 f"batch) hold NaN or Inf")
+    if xs.min() < info.in_min or xs.max() > info.in_max:
+        i = int(np.argmax(((xs < info.in_min) | (xs > info.in_max)).any(axis=1)))
         raise ValueError(f"{dev.name()}: inputs of row {first + i} (row {i} of the batch) lie "
                          f"outside the device range [{info.in_min}, {info.in_max}]")
 
 
-def _stamps(dev: _Device, when: Any, n: int) -> np.ndarray:
+def _stamps(dev: _Device, when: Any, n: int) -> float | np.ndarray:
     if when is None:
-        return np.full(n, time.time(), np.float64)
+        return time.time()
+    if isinstance(when, float) and math.isfinite(when):
+        return when
     t = np.atleast_1d(_array(when, np.float64))
     if t.shape not in ((1,), (n,)) or not np.isfinite(t).all():
         raise ValueError(f"{dev.name()}: time must be one finite number or {n} of them, got "
