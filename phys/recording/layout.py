@@ -83,6 +83,7 @@ def open_h5(path: Any, mode: str, **kwargs: Any) -> Any:
 
     Raises:
         FileNotFoundError: there is no file at ``path``.
+        RuntimeError: another process has the file open for writing.
         ValueError: naming the file - not HDF5, damaged or truncated, or not a physnn
             recording of a version this code reads.
     """
@@ -97,6 +98,10 @@ def open_h5(path: Any, mode: str, **kwargs: Any) -> Any:
     try:
         f = h5py.File(path, mode, **kwargs)
     except OSError as err:
+        if "unable to lock file" in str(err):
+            raise RuntimeError(f"recording {path} is open for writing in another process (a "
+                               f"run still recording?); it opens once that one closes it") \
+                from None
         raise ValueError(f"recording {path} is damaged or truncated: {err}") from None
     try:
         fmt, version = f.attrs.get("format"), f.attrs.get("version")

@@ -177,6 +177,7 @@ def open_recording(path: str | os.PathLike[str]) -> RecordingFile:
 
     Raises:
         FileNotFoundError: no file at ``path``.
+        RuntimeError: another process has it open for writing (a run still recording).
         ValueError: naming the file - not HDF5, damaged or truncated, not a physnn
             recording, or a device whose datasets disagree (naming it and the lengths).
     """

@@ -70,3 +70,14 @@ def test_sigkill_mid_write_keeps_every_flushed_row(tmp_path, spill):
         rec.write(0, *batch(kept // ROWS), query=rec.next_query(0), phase="train")
     with recording.open(path) as f:
         check_rows(f.devices[0], kept + ROWS)
+
+
+def test_a_recording_being_written_elsewhere_is_named(tmp_path):
+    path = tmp_path / "measurements.h5"
+    with Recording.create(path):
+        code = ("import sys, phys.recording as r\n"
+                "try:\n    r.open(sys.argv[1])\nexcept RuntimeError as e:\n    print(e)")
+        out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+                             text=True, timeout=60, cwd=ROOT,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert f"recording {path} is open for writing in another process" in out.stdout, out.stderr
