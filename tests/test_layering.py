@@ -18,7 +18,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("phys.registry", "phys.download"),
     ("phys.simulators", "phys.quantum.statevector", "phys.quantum.circuits",
      "phys.quantum.unitary", "phys.data"),
-    ("phys.devices",),
+    ("phys.devices", "phys.recording"),
     ("phys.testing", "phys.nn", "phys.layers"),
     ("phys.quantum.layers", "phys.quantum.creep", "phys.quantum.swap"),
     ("phys.train", "phys.devices.recorded"),  # recorded: fits a surrogate twin
