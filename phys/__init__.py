@@ -25,8 +25,8 @@ _LAZY = {
 }
 
 #: Subpackages that ``import phys`` makes reachable as attributes, loaded on first use.
-_SUBMODULES = ("data", "devices", "nn", "quantum", "registry", "simulators", "testing",
-               "train")
+_SUBMODULES = ("data", "devices", "nn", "quantum", "recording", "registry", "simulators",
+               "testing", "train")
 
 __all__ = [*_LAZY, *_SUBMODULES, "__version__"]
 
