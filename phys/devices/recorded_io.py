@@ -19,7 +19,6 @@ width, files of different lengths or a missing file are errors naming the file a
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import warnings
 from collections.abc import Callable
@@ -230,22 +229,19 @@ def _drop_header(x: np.ndarray, x_rows: list[str], y: np.ndarray, y_rows: list[s
 
 def _read_h5(path: Path, device: int) -> tuple[np.ndarray, np.ndarray, DeviceInfo, str]:
     """Inputs, outputs, info and a name for device ``device`` of an HDF5 recording."""
+    from phys import recording
+
     try:
-        import phys.recording as reader  # type: ignore[import-not-found]
-    except ImportError:
-        reader = None
-    try:
-        rec = reader.open(path) if reader is not None else _MiniRecording(path)
+        rec = recording.open(path)
         try:
             devices = rec.devices
             if not 0 <= device < len(devices):
                 raise ValueError(f"{path}: recording has {len(devices)} device(s), no "
                                  f"device {device}")
             dev = devices[device]
-            info = (dev.info if isinstance(dev.info, DeviceInfo)
-                    else DeviceInfo.from_dict(dev.info))
-            x = np.asarray(dev.inputs[...], np.float32)
-            y = np.asarray(dev.outputs[...], np.float32)
+            info = dev.info
+            x = np.asarray(dev.inputs[:], np.float32)
+            y = np.asarray(dev.outputs[:], np.float32)
         finally:
             getattr(rec, "close", lambda: None)()
     except OSError as err:
@@ -259,31 +255,6 @@ def _read_h5(path: Path, device: int) -> tuple[np.ndarray, np.ndarray, DeviceInf
     if len(x) != len(y):
         raise ValueError(f"{where}: {len(x)} inputs but {len(y)} outputs")
     return x, y, info, where
-
-
-class _MiniRecording:
-    """The reader API of :func:`phys.recording.open` for what a fit needs: ``devices[k]``
-    with ``info``, ``inputs`` and ``outputs``."""
-
-    def __init__(self, path: Path) -> None:
-        import h5py
-
-        self._file = h5py.File(path, "r")
-        if self._file.attrs.get("format") != "physnn-recording":
-            raise ValueError(f"{path}: not a physnn recording (no format attribute "
-                             f"'physnn-recording')")
-        group = self._file.get("devices")
-        keys = sorted(group, key=int) if group is not None else []
-        self.devices = [_MiniDevice(group[k]) for k in keys]
-
-    def close(self) -> None:
-        self._file.close()
-
-
-class _MiniDevice:
-    def __init__(self, group: Any) -> None:
-        self.info = DeviceInfo.from_dict(json.loads(group.attrs["info"]))
-        self.inputs, self.outputs = group["inputs"], group["outputs"]
 
 
 def check_options(device: int, in_min: float | None, in_max: float | None) -> None:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 import warnings
 from functools import partial
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 import torch
@@ -178,13 +176,16 @@ def test_published_acoustic_recordings_open_as_recorded(shared_data, tmp_path) -
 
 
 def write_h5(path: Path, x: np.ndarray, y: np.ndarray, info: phys.DeviceInfo) -> None:
-    with h5py.File(path, "w") as f:
-        f.attrs["format"], f.attrs["version"] = "physnn-recording", 1
+    """A recording of two devices as ``phys.recording`` writes it (the second device's
+    outputs doubled)."""
+    from phys.recording import Recording
+
+    with Recording.create(path) as recording:
         for k in range(2):
-            group = f.create_group(f"devices/{k}")
-            group.attrs["info"] = json.dumps(info.as_dict())
-            group.create_dataset("inputs", data=x.astype(np.float32) + k * 0)
-            group.create_dataset("outputs", data=y.astype(np.float32) * (k + 1))
+            recording.add_device(info)
+            recording.write(k, x.astype(np.float32), y.astype(np.float32) * (k + 1),
+                            query=0, phase="train")
+        recording.flush()
 
 
 def test_hdf5_recordings_open_by_device(tmp_path) -> None:
