@@ -164,7 +164,8 @@ def _compare_parser() -> _Parser:
         ("trainer", "count_flops"))
     p.add_argument("--trainers", nargs="+", choices=TRAINERS, default=list(TRAINERS),
                    help=f"trainers to compare (default: {' '.join(TRAINERS)})")
-    add_options(p, RunOptions, skip=("checkpoint_every", "device_wait", "overwrite"))
+    add_options(p, RunOptions, skip=("checkpoint_every", "device_wait", "overwrite",
+                                      "record"))
     return p
 
 
@@ -185,7 +186,7 @@ def _swap_parser() -> _Parser:
     p.add_argument("--resume", metavar="DIR",
                    help="continue the study in DIR: finished runs are kept, the others "
                         "continue from their checkpoints")
-    add_options(p, RunOptions, skip=("device_wait", "tensorboard"))
+    add_options(p, RunOptions, skip=("device_wait", "tensorboard", "record"))
     p.flags.update(out="--out", resume="--resume")
     return p
 
@@ -469,7 +470,7 @@ def _cmd_swap(args: argparse.Namespace) -> int:
         config, out = _resumed(args.resume, args.out, "swap", SwapConfig, typed), args.resume
     else:
         config, out = SwapConfig(**typed), "runs/swap" if args.out is None else args.out
-    run_options = RunOptions(**given(args, RunOptions, skip=("tensorboard",)))
+    run_options = RunOptions(**given(args, RunOptions, skip=("tensorboard", "record")))
     _use_threads(run_options.threads)
     _, table = run_study(config, out, progress=run_options.progress,
                          resume=args.resume is not None, overwrite=run_options.overwrite,

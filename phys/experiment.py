@@ -158,6 +158,8 @@ class RunOptions(Options):
                                "simulators, e.g. cuda or cuda:1 (hardware answers on the host)")
     tensorboard: bool = option(True, help="write TensorBoard event files into the run "
                                "directory (view with: tensorboard --logdir runs)")
+    record: bool | None = option(None, help="write every device query to DIR/measurements.h5 "
+                                 "(default: for lab hardware, devices whose info is exclusive)")
 
 
 @dataclass

@@ -15,6 +15,7 @@ from phys.runs.device_loss import DeviceGuard
 from phys.runs.keeper import Keeper, check_every
 from phys.runs.layout import RunDir, jsonable
 from phys.runs.lock import check_out
+from phys.runs.measurements import MEASUREMENTS, Recorder, RecordPhases
 from phys.runs.provenance import threads_used, versions
 from phys.runs.state import Clock, check_kind, check_state, restore_train, train_state
 from phys.threads import check_threads, set_threads
@@ -92,6 +93,8 @@ def _callbacks(run_dir: RunDir | None, state: Callable[[], Mapping[str, Any]],
     keeper = None if run_dir is None else Keeper(run_dir, state,
                                                   every=settings["checkpoint_every"])
     callbacks: list[Callback] = [] if keeper is None else [keeper]
+    if settings.get("recorder") is not None:  # flushed before each checkpoint is taken
+        callbacks.insert(0, RecordPhases(settings["recorder"], settings["checkpoint_every"]))
     callbacks.append(DeviceGuard(settings["device_wait"], hint, keeper))
     if run_dir is not None and settings["tensorboard"]:
         from phys.runs.tensorboard import TensorBoardLog
@@ -103,20 +106,24 @@ def _callbacks(run_dir: RunDir | None, state: Callable[[], Mapping[str, Any]],
 
 
 def _build(spec: Any, device: Any, dataset: Any, state: Mapping[str, Any] | None,
-           run_dir: RunDir | None, opened: list[Any], opener: Any, torch_device: Any
-           ) -> tuple[Any, dict[str, Any], Clock]:
+           run_dir: RunDir | None, opened: list[Any], opener: Any, torch_device: Any,
+           recorder: Recorder | None = None) -> tuple[Any, dict[str, Any], Clock]:
     """The trainer (restored from ``state`` when resuming), the extra facts for the
     results and the run's clock (started before PAT's twins are fitted, so their
     fitting counts in the run's seconds); devices opened are appended to ``opened``."""
     from phys.experiment import build, open_layer_device
 
     clock = Clock() if state is None else Clock(float(state["seconds"]))
+    opener = opener or open_layer_device
     trainer, extra = build(spec, dataset.n_features, dataset.n_classes, opened,
-                           device=device, opener=opener or open_layer_device,
+                           device=device,
+                           opener=opener if recorder is None else recorder.wrap(opener),
                            fit_twins=state is None, torch_device=torch_device)
     if state is None:
         return trainer, extra, clock
     restore_train(trainer, state, "train", run_dir.path)
+    if recorder is not None:
+        recorder.cut_to_counters()
     _say_resumed(run_dir, state)
     return trainer, dict(state["extra"]), clock
 
@@ -169,7 +176,8 @@ def train(spec: Any, *, out: str | Path | None = None, progress: bool = False,
           overwrite: bool = False, checkpoint_every: int | None = 200,
           device_wait: float = 300.0, opener: Any = None,
           resume_hint: str | None = None, threads: int | None = None,
-          torch_device: str = "cpu", tensorboard: bool = True) -> dict[str, Any]:
+          torch_device: str = "cpu", tensorboard: bool = True,
+          record: bool | None = None) -> dict[str, Any]:
     """Train as ``spec`` (a :class:`~phys.experiment.TrainSpec`) says; with ``out``, keep
     the run's files there (config, checkpoints, metrics, event files, results, curve:
     see :mod:`phys.runs`).
@@ -179,19 +187,18 @@ def train(spec: Any, *, out: str | Path | None = None, progress: bool = False,
         out: Run directory.
         progress: Progress bars on a terminal (else a line per epoch: ``phys.progress``).
         on_epoch: Called with each epoch's metrics.
-        resume: Continue the run in ``out`` from its latest checkpoint that verifies;
-            ``spec`` must be the run's own (the error lists any difference). A finished
-            run is left as it is: its results are returned.
+        resume: Continue the run in ``out`` from its latest checkpoint that verifies
+            (``spec`` must be the run's own); a finished run's results are returned.
         overwrite: Start again in an ``out`` that holds a run, finished or not.
         checkpoint_every: Batches between checkpoints within an epoch (0: epoch ends only).
-        device_wait: Seconds to wait for a lab device that stops answering to come back
-            (the run is saved first); then :class:`~phys.runs.DeviceLost` is raised.
-        opener: Opens each layer's device, as ``opener(device_spec, n_in, n_out, seed)``
-            (default :func:`phys.experiment.open_layer_device`); ``resume_hint``: the
-            command that continues this run, for messages.
-        threads: torch's threads (``None``: left as they are; see :mod:`phys.threads`).
-        torch_device: Where the digital network and the simulators compute (``"cuda"``).
-        tensorboard: Write TensorBoard event files into ``out``.
+        device_wait: Seconds to wait for a lab device that stops answering, then
+            :class:`~phys.runs.DeviceLost`.
+        opener, resume_hint: ``opener(device_spec, n_in, n_out, seed)`` opens each
+            layer's device; the command that continues this run, for messages.
+        threads, torch_device: torch's threads (``None``: as they are, see
+            :mod:`phys.threads`); where the network and the simulators compute.
+        tensorboard, record: Write event files into ``out``; every device query into
+            ``out/measurements.h5`` (``None``: hardware, :mod:`phys.runs.measurements`).
 
     Returns:
         The results written to ``results.json`` (with :func:`~phys.runs.provenance.versions`,
@@ -201,8 +208,7 @@ def train(spec: Any, *, out: str | Path | None = None, progress: bool = False,
     Raises:
         ValueError: unknown dataset, device or trainer, bad options, a trainer that
             needs gradients the device cannot give, or a run directory that does not fit
-            (``out`` empty, a file, under a file or read-only; ``resume`` of another
-            configuration, or with an edited ``config.json``; a run there without
+            (empty, a file, read-only; another configuration; a run there without
             ``resume`` or ``overwrite``) - before the data loads or a device opens.
         phys.runs.CheckpointError: (a ValueError) no checkpoint to resume from verifies,
             or its values are out of range.
@@ -213,7 +219,8 @@ def train(spec: Any, *, out: str | Path | None = None, progress: bool = False,
     if out is None and resume:
         raise ValueError("resume needs the run directory (out)")
     settings = _settings(checkpoint_every=checkpoint_every, device_wait=device_wait,
-                         tensorboard=tensorboard, on_epoch=on_epoch, threads=threads)
+                         tensorboard=tensorboard, on_epoch=on_epoch, threads=threads,
+                         record=record)
     where = as_torch_device(torch_device)
     run_dir = None if out is None else RunDir(check_out(out))
     if threads is not None:
@@ -235,9 +242,14 @@ def _train(spec: Any, run_dir: RunDir | None, *, progress: bool, resume: bool,
     config, device, dataset, state = _prepare(spec, run_dir, resume=resume,
                                               overwrite=overwrite)
     opened: list[Any] = []
+    recorder = None
+    if run_dir is not None and settings["record"] is not False:
+        recorder = Recorder(run_dir.path / MEASUREMENTS, settings["record"],
+                            resume=state is not None)
+    settings = {**settings, "recorder": recorder}
     try:
         trainer, extra, clock = _build(spec, device, dataset, state, run_dir, opened, opener,
-                                       torch_device)
+                                       torch_device, recorder)
         if run_dir is not None:
             run_dir.start("train", config, fresh=state is None)
         callbacks, keeper = _callbacks(
@@ -255,3 +267,5 @@ def _train(spec: Any, run_dir: RunDir | None, *, progress: bool, resume: bool,
     finally:
         for dev in opened:
             dev.close()
+        if recorder is not None:
+            recorder.close()
