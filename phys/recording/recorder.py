@@ -71,6 +71,11 @@ class RecordingDevice(Device):
         self._next = recording.next_query(self.k)
         self._record_lock = threading.Lock()
 
+    def continue_after_last_row(self) -> None:
+        """Number the next query after the last one the recording holds now (after the
+        recording was cut back with :meth:`~phys.recording.Recording.truncate`)."""
+        self._next = self.recording.next_query(self.k)
+
     # -- what is recorded -------------------------------------------------------------
     @property
     def phase(self) -> str:

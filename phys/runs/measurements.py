@@ -83,6 +83,7 @@ class Recorder:
                                  f"checkpoint counts {samples} samples; the recording is "
                                  f"missing queries")
             self.recording.truncate(k, samples)
+            device.continue_after_last_row()
 
     def close(self) -> None:
         if self.recording is not None and not self.recording.closed:

@@ -242,10 +242,11 @@ def _train(spec: Any, run_dir: RunDir | None, *, progress: bool, resume: bool,
     config, device, dataset, state = _prepare(spec, run_dir, resume=resume,
                                               overwrite=overwrite)
     opened: list[Any] = []
-    recorder = None
-    if run_dir is not None and settings["record"] is not False:
-        recorder = Recorder(run_dir.path / MEASUREMENTS, settings["record"],
-                            resume=state is not None)
+    recorder, record = None, settings["record"]
+    if record is None and state is not None and (run_dir.path / MEASUREMENTS).exists():
+        record = True  # a resumed run goes on recording what it recorded
+    if run_dir is not None and record is not False:
+        recorder = Recorder(run_dir.path / MEASUREMENTS, record, resume=state is not None)
     settings = {**settings, "recorder": recorder}
     try:
         trainer, extra, clock = _build(spec, device, dataset, state, run_dir, opened, opener,
