@@ -51,7 +51,7 @@ def open_cavity(folder: Path, stand_in: Any) -> Any:
     return _StandInDevice(stand_in)
 
 
-def _fit_stand_in(folder: Path, seed: int = 0) -> tuple[Any, float]:
+def _fit_stand_in(folder: Path, epochs: int, seed: int = 0) -> tuple[Any, float]:
     """A 20-100-200-100-20 SiLU MLP fitted to rows 1-9,000; returns it and its RMSE on
     rows 9,301-10,000 (the authors' split)."""
     import numpy as np
@@ -66,7 +66,7 @@ def _fit_stand_in(folder: Path, seed: int = 0) -> tuple[Any, float]:
     model = nn.Sequential(nn.Linear(20, 100), nn.SiLU(), nn.Linear(100, 200), nn.SiLU(),
                           nn.Linear(200, 100), nn.SiLU(), nn.Linear(100, 20))
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    for _ in range(60):
+    for _ in range(epochs):
         for idx in torch.randperm(9000, generator=gen).split(128):
             loss = nn.functional.mse_loss(model(x[idx]), y[idx])
             opt.zero_grad()
@@ -144,6 +144,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "(default $PHYS_DATA/phyll_acoustic)")
     parser.add_argument("--stand-in", action="store_true",
                         help="an MLP fitted here to the CSV files instead of recorded:")
+    parser.add_argument("--stand-in-epochs", type=int, default=60,
+                        help="epochs of the stand-in's fit (60)")
     args = parser.parse_args(argv)
     if args.splits < 1 or args.threads < 1 or (args.epochs is not None and args.epochs < 1):
         parser.error("--splits, --epochs and --threads must be positive")
@@ -171,7 +173,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     stand_in = None
     if args.stand_in:
         t0 = time.perf_counter()
-        stand_in, rmse = _fit_stand_in(folder)
+        stand_in, rmse = _fit_stand_in(folder, args.stand_in_epochs)
         print(f"stand-in MLP fitted in {time.perf_counter() - t0:.0f} s: test RMSE {rmse:.4f} "
               f"on rows 9,301-10,000 (a temporary stand-in for recorded:)", flush=True)
     accuracies, per_sample = [], []
