@@ -35,19 +35,20 @@ AUTHORS_MONITOR_QUERIES = 14 * 200
 
 #: Settings of the network and of :class:`~phys.train.phyll.PhyLLConfig` (``--set``).
 SETTINGS: dict[str, Any] = {
-    "hidden": 20, "activation": "abs", "gain": 1.0,
+    "hidden": 64, "activation": "abs", "gain": 1.0,
     "epochs": 200, "batch_size": 16, "lr": 5e-3, "negatives": "random", "loss": "contrast",
-    "theta": 4.0, "label_scale": 1.0, "goodness": "cosine", "schedule": "constant",
+    "theta": 4.0, "label_scale": 1.0, "goodness": "cosine", "schedule": "cosine",
 }
 _NETWORK = ("hidden", "activation", "gain")
 
 
-def open_cavity(folder: Path, stand_in: Any) -> Any:
-    """One acoustic-cavity device: ``recorded:FOLDER``, or the stand-in's model."""
+def open_cavity(folder: Path, stand_in: Any, options: dict[str, Any]) -> Any:
+    """One acoustic-cavity device: ``recorded:FOLDER`` opened with ``options``, or the
+    stand-in's model."""
     import phys
 
     if stand_in is None:
-        return phys.open("recorded:" + str(folder))
+        return phys.open("recorded:" + str(folder), **options)
     return _StandInDevice(stand_in)
 
 
@@ -99,8 +100,8 @@ def _StandInDevice(model: Any) -> Any:  # noqa: N802 - a class made on first use
     return _stand_in_class()(model)
 
 
-def run_split(split: int, settings: dict[str, Any], folder: Path,
-              stand_in: Any) -> tuple[float, float]:
+def run_split(split: int, settings: dict[str, Any], folder: Path, stand_in: Any,
+              options: dict[str, Any]) -> tuple[float, float]:
     """Train on one seeded split; returns test accuracy and device samples per training
     sample spent by training."""
     import phys
@@ -112,7 +113,7 @@ def run_split(split: int, settings: dict[str, Any], folder: Path,
         raise RuntimeError(f"vowels: expected 12 formant features, got {data.n_features}")
     net_opts = {k: settings[k] for k in _NETWORK}
     cfg = {k: v for k, v in settings.items() if k not in _NETWORK}
-    devices = [open_cavity(folder, stand_in) for _ in range(2)]
+    devices = [open_cavity(folder, stand_in, options) for _ in range(2)]
     widths = [data.n_features + data.n_classes, net_opts["hidden"], net_opts["hidden"]]
     blocks = [phys.PhysicalLayer(dev, widths[i], widths[i + 1],
                                  activation=net_opts["activation"], gain=net_opts["gain"],
@@ -131,6 +132,22 @@ def run_split(split: int, settings: dict[str, Any], folder: Path,
     return accuracy, spent / len(data.y_train)
 
 
+def _pairs(parser: argparse.ArgumentParser, flag: str, items: list[str],
+           known: dict[str, Any] | None) -> dict[str, Any]:
+    """``KEY=VALUE`` items as a dict, values read as Python literals where they parse."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key or (known is not None and key not in known):
+            allowed = f" with KEY one of {sorted(known)}" if known is not None else ""
+            parser.error(f"{flag} {item!r}: expected KEY=VALUE{allowed}")
+        try:
+            out[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key] = value
+    return out
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--splits", type=int, default=10, help="seeded 80/20 splits (10)")
@@ -146,18 +163,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="an MLP fitted here to the CSV files instead of recorded:")
     parser.add_argument("--stand-in-epochs", type=int, default=60,
                         help="epochs of the stand-in's fit (60)")
+    parser.add_argument("--device-option", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="keyword options of phys.open('recorded:...'), e.g. cache=False")
     args = parser.parse_args(argv)
     if args.splits < 1 or args.threads < 1 or (args.epochs is not None and args.epochs < 1):
         parser.error("--splits, --epochs and --threads must be positive")
-    args.settings = dict(SETTINGS)
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep or key not in SETTINGS:
-            parser.error(f"--set {item!r}: expected KEY=VALUE with KEY one of {sorted(SETTINGS)}")
-        try:
-            args.settings[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            args.settings[key] = value
+    args.settings = {**SETTINGS, **_pairs(parser, "--set", args.set, SETTINGS)}
+    args.options = _pairs(parser, "--device-option", args.device_option, None)
     if args.epochs is not None:
         args.settings["epochs"] = args.epochs
     return args
@@ -179,7 +191,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     accuracies, per_sample = [], []
     t0 = time.perf_counter()
     for split in range(args.splits):
-        acc, queries = run_split(split, args.settings, folder, stand_in)
+        acc, queries = run_split(split, args.settings, folder, stand_in, args.options)
         accuracies.append(acc)
         per_sample.append(queries)
         print(f"split {split}: test accuracy {acc:.4f}, {queries:.0f} device queries per "
