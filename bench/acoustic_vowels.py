@@ -49,7 +49,7 @@ def open_cavity(folder: Path, stand_in: Any, options: dict[str, Any]) -> Any:
 
     if stand_in is None:
         return phys.open("recorded:" + str(folder), **options)
-    return _StandInDevice(stand_in)
+    return _stand_in_device(stand_in)
 
 
 def _fit_stand_in(folder: Path, epochs: int, seed: int = 0) -> tuple[Any, float]:
@@ -96,7 +96,9 @@ def _stand_in_class() -> type:
     return StandIn
 
 
-def _StandInDevice(model: Any) -> Any:  # noqa: N802 - a class made on first use
+def _stand_in_device(model: Any) -> Any:
+    """The stand-in device around ``model`` (its class made on first use, after the
+    data folder is set)."""
     return _stand_in_class()(model)
 
 
