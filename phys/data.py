@@ -9,6 +9,8 @@
   Options: ``classes``, ``talkers``, ``scale``, ``test_fraction``, ``seed``, ``root``.
 
 :func:`load_vowel_audio` gives the raw Hillenbrand recordings as waveforms, for wave simulators.
+:func:`acoustic_recordings` gives the folder of the PhyLL acoustic cavity's measurements
+(``phys.open("recorded:phyll_acoustic")`` opens a device fitted to them).
 
 Files are downloaded on first use into ``root`` (default :func:`phys.download.data_dir`:
 ``$PHYS_DATA``, else ``~/.cache/phys``), checked against SHA-256 checksums pinned here, and
@@ -23,6 +25,9 @@ Sources and terms:
       Hillenbrand, given free for research from the author's page, with no licence to
       redistribute: physnn downloads the files for each user and never ships them. Cite the
       paper.
+    - Acoustic cavity: A. Momeni, B. Rahmani, M. Mallejac, P. del Hougne, R. Fleury (2023),
+      "Backpropagation-free training of deep physical neural networks", Science 382:1297;
+      their measurements from github.com/MomeniAli/PhyLL. MIT licence.
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ __all__ = [
     "VOWEL_FEATURES",
     "Dataset",
     "VowelAudio",
+    "acoustic_recordings",
     "load",
     "load_vowel_audio",
     "names",
@@ -502,6 +508,35 @@ def _read_wav(path: Path, rate: int) -> np.ndarray:
         g = math.gcd(rate, _WAV_RATE)
         signal = resample_poly(signal, rate // g, _WAV_RATE // g).astype(np.float32)
     return signal
+
+
+# --- the PhyLL acoustic cavity's measurements ---------------------------------------------------
+
+ACOUSTIC_DATASET = "phyll_acoustic"
+_PHYLL = ("https://raw.githubusercontent.com/MomeniAli/PhyLL/"
+          "e10480b47e1349c54b42aa659314276b3c24d92c/")
+_ACOUSTIC_URLS = {"x_data.csv": _PHYLL + "Experimental%20Data/Acoustic/x_data.csv",
+                  "y_data.csv": _PHYLL + "Experimental%20Data/Acoustic/y_data.csv",
+                  "LICENSE": _PHYLL + "LICENSE"}
+
+
+def acoustic_recordings(root: PathLike | None = None) -> Path:
+    """The folder of the experimental acoustic cavity's measurements (Momeni et al. 2023):
+    ``x_data.csv`` (10,000 random inputs of 20 values in [0, 1], after a header line of
+    zeros), ``y_data.csv`` (the 20 values measured for each) and the ``LICENSE`` (MIT).
+    Downloaded on first use into ``root / "phyll_acoustic"`` (default
+    :func:`phys.download.data_dir`), each file checked against its pinned SHA-256.
+
+    Raises:
+        phys.download.DownloadError: a file is missing and could not be downloaded.
+    """
+    from phys.checksums import read
+
+    pinned = read("phyll_acoustic.sha256")
+    folder = _folder(ACOUSTIC_DATASET, root)
+    ensure_all([RemoteFile(n, pinned[n], (_ACOUSTIC_URLS[n],)) for n in sorted(pinned)],
+               folder)
+    return folder
 
 
 # --- registry -----------------------------------------------------------------------------------

@@ -66,6 +66,12 @@ OPENERS: dict[str, Opener] = {
                      ("serial:///dev/ttyACM0", "/dev/ttyUSB0", "COM3")),
     "socket": Opener("phys.devices.ports:open_address", SIZES, ("socket://HOST:PORT",)),
     "auto": Opener("phys.devices.ports:open_auto", SIZES, ("auto",)),
+    # sizes are fixed by the recording
+    "recorded": Opener("phys.devices.recorded:open_recorded", (),
+                       ("recorded:x_data.csv,y_data.csv", "recorded:DIR",
+                        "recorded:measurements.h5", "recorded:phyll_acoustic")),
+    "replay": Opener("phys.devices.replay:open_replay", (),
+                     ("replay:x_data.csv,y_data.csv", "replay:measurements.h5")),
 }
 
 

@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("phys.devices",),
     ("phys.testing", "phys.nn", "phys.layers"),
     ("phys.quantum.layers", "phys.quantum.creep", "phys.quantum.swap"),
-    ("phys.train",),
+    ("phys.train", "phys.devices.recorded"),  # recorded: fits a surrogate twin
     ("phys.quantum.study", "phys.quantum", "phys.experiment"),
     ("phys.report",),
     ("phys.runs",),

@@ -3,6 +3,10 @@
 ``hillenbrand_wav.sha256``: the Hillenbrand et al. (1995) recordings of men and women
 (1,116 /hVd/ words: 45 men and 48 women x 12 vowels, 16 kHz mono 16-bit PCM). Every
 recording downloaded or extracted from an archive is checked against it before use.
+
+``phyll_acoustic.sha256``: the experimental acoustic cavity's measurements published with
+PhyLL (Momeni et al. 2023; github.com/MomeniAli/PhyLL at e10480b, MIT licence): inputs,
+outputs and the licence.
 """
 
 from __future__ import annotations

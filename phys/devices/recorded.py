@@ -1,0 +1,261 @@
+"""``recorded:PATH``: a deterministic device fitted to recorded measurements.
+
+The model is a :class:`~phys.train.twin.SurrogateTwin` (the family of the surrogate twin
+of physics-aware training) fitted to the recorded pairs, a seeded tenth held out; its
+held-out relative RMSE is in ``info.extra["rel_rmse"]`` and a warning says when it is
+above :data:`~phys.train.twin.POOR_REL_RMSE`. The device is differentiable through the
+model, so backpropagation and PAT can train through it.
+
+The fitted model is cached beside the recording as ``NAME.physnn-fit-<key>.pt``, keyed by
+the SHA-256 of the recording's bytes and the fit options, so the second open loads it.
+Where that folder cannot be written the cache goes under
+``phys.download.data_dir() / "fits"``; where neither can, the model is not cached (a
+warning says so).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from phys.atomic import WriteError, atomic_path
+from phys.device import Device, DeviceInfo
+from phys.devices.recorded_io import (
+    Recording,
+    check_options,
+    files_sha256,
+    finite_range,
+    read_recording,
+)
+from phys.devices.recorded_io import recording_files as _recording_files
+from phys.download import data_dir
+from phys.train.twin import POOR_REL_RMSE, SurrogateTwin
+
+__all__ = ["MIN_FIT_ROWS", "FitOptions", "RecordedDevice", "open_recorded"]
+
+#: Fewest recorded rows a fit takes (a tenth of them is held out).
+MIN_FIT_ROWS = 20
+_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """How the surrogate is fitted (part of the cache key).
+
+    Args:
+        hidden: Width of the hidden layers.
+        depth: Number of hidden layers.
+        epochs: Passes over the fitting rows.
+        batch_size: Rows per optimiser step.
+        lr: Adam learning rate.
+        seed: Seeds the weights, the held-out split and the batches.
+    """
+
+    hidden: int = 256
+    depth: int = 2
+    epochs: int = 30
+    batch_size: int = 256
+    lr: float = 2e-3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for key in ("hidden", "depth", "epochs", "batch_size"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{key} must be a positive int, got {value!r}")
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
+            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+
+
+class _Answers(Device):
+    """Answers the recorded inputs, in recorded order, with the recorded outputs."""
+
+    def __init__(self, info: DeviceInfo, x: torch.Tensor, y: torch.Tensor) -> None:
+        super().__init__()
+        self.info, self._x, self._y = info, x, y
+
+    def _query(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.equal(x, self._x):
+            raise RuntimeError("a recorded fit queried other inputs than the recorded ones")
+        return self._y
+
+
+class RecordedDevice(Device):
+    """A device answering with a surrogate model fitted to a recording.
+
+    Args:
+        model: The fitted surrogate (its info gives the sizes).
+        source: The recording, as named.
+        in_min: Smallest accepted input (default: the smallest recorded one).
+        in_max: Largest accepted input (default: the largest recorded one).
+        extra: Facts for ``info.extra`` (``rel_rmse``, ``fit``, ...).
+    """
+
+    def __init__(self, model: SurrogateTwin, source: str, *, in_min: float | None = None,
+                 in_max: float | None = None, extra: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        model.eval()
+        self._model = model
+        fitted = model.info
+        self.info = DeviceInfo(
+            name=f"recorded:{source}", n_in=fitted.n_in, n_out=fitted.n_out,
+            in_min=fitted.in_min if in_min is None else in_min,
+            in_max=fitted.in_max if in_max is None else in_max, max_batch=1 << 16,
+            differentiable=True, extra=extra or {})
+
+    def _query(self, x: torch.Tensor) -> torch.Tensor:
+        return self._model.simulate(x)
+
+    def vjp(self, x: torch.Tensor, grad_out: torch.Tensor) -> torch.Tensor:
+        """``grad_out @ J(x)`` of the fitted model: ``(B, n_in)``, ``(B, n_out)`` ->
+        ``(B, n_in)``."""
+        x = torch.as_tensor(x).to(torch.float32)
+        return self._model.vjp(x, torch.as_tensor(grad_out).to(x.device))
+
+
+def fit_recording(recording: Recording, options: FitOptions,
+                  ) -> tuple[SurrogateTwin, dict[str, Any]]:
+    """A surrogate fitted to ``recording``, and its report (``rel_rmse``, ``samples``,
+    ``seconds``).
+
+    Raises:
+        ValueError: fewer than :data:`MIN_FIT_ROWS` rows.
+    """
+    n = len(recording)
+    if n < MIN_FIT_ROWS:
+        raise ValueError(f"recording {recording.source!r} has {n} usable row(s); a fit "
+                         f"needs at least {MIN_FIT_ROWS}")
+    lo, hi = finite_range(recording.inputs)
+    n_in, n_out = recording.inputs.shape[1], recording.outputs.shape[1]
+    info = DeviceInfo(f"recorded:{recording.source}", n_in, n_out, lo, hi, max_batch=n)
+    gen = torch.Generator().manual_seed(options.seed)
+    order = torch.randperm(n, generator=gen)  # fit() holds out the first tenth
+    x = torch.from_numpy(recording.inputs)[order]
+    y = torch.from_numpy(recording.outputs)[order]
+    model = SurrogateTwin(info, hidden=options.hidden, depth=options.depth,
+                          seed=options.seed)
+    report = model.fit(_Answers(info, x, y), inputs=x, epochs=options.epochs,
+                       batch_size=options.batch_size, lr=options.lr)
+    return model, {"rel_rmse": report["rel_rmse"], "samples": n,
+                   "held_out": max(1, n // 10), "seconds": report["seconds"]}
+
+
+def _cache_paths(files: tuple[Path, ...], key: str, cache_dir: str | None) -> list[Path]:
+    name = f"{files[0].stem}.physnn-fit-{key}.pt"
+    if cache_dir is not None:
+        return [Path(cache_dir).expanduser() / name]
+    return [files[0].parent / name, data_dir() / "fits" / name]
+
+
+def _writable(folder: Path) -> bool:
+    """Whether ``folder`` (or the nearest folder above it that exists) may be written: it
+    allows it, and its mode is not marked read-only for everyone (which even root
+    respects here)."""
+    while not folder.exists() and folder.parent != folder:
+        folder = folder.parent
+    return os.access(folder, os.W_OK) and bool(folder.stat().st_mode & 0o222)
+
+
+def _cache_key(digest: str, options: FitOptions) -> str:
+    blob = json.dumps({"format": _FORMAT, "sha256": digest, **asdict(options)},
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _load_cached(paths: list[Path]) -> tuple[dict[str, Any], Path] | None:
+    for path in paths:
+        if path.is_file():
+            try:
+                return torch.load(path, map_location="cpu", weights_only=True), path
+            except Exception as err:  # noqa: BLE001 - a bad cache file is fitted again
+                warnings.warn(f"ignoring the unreadable fit cache {path}: {err}",
+                              stacklevel=4)
+    return None
+
+
+def _save_cached(paths: list[Path], blob: dict[str, Any]) -> Path | None:
+    for path in paths:
+        if not _writable(path.parent):
+            continue
+        try:
+            with atomic_path(path) as tmp:
+                torch.save(blob, tmp)
+                os.chmod(tmp, 0o644)  # a cache others may read, as the recording
+        except (WriteError, OSError):
+            continue
+        return path
+    folders = [str(p.parent) for p in paths]
+    why = (f"{folders[0]} cannot be written" if len(folders) == 1 else
+           f"neither {' nor '.join(folders)} can be written")
+    warnings.warn(f"the fitted model is not cached: {why}", stacklevel=4)
+    return None
+
+
+def _model_from(blob: dict[str, Any]) -> SurrogateTwin:
+    info = DeviceInfo.from_dict(json.loads(blob["info"]))
+    opts = FitOptions(**json.loads(blob["options"]))
+    model = SurrogateTwin(info, hidden=opts.hidden, depth=opts.depth, seed=opts.seed)
+    model.load_state_dict(blob["state"])
+    return model
+
+
+def open_recorded(address: str, *, device: int = 0, in_min: float | None = None,
+                  in_max: float | None = None, cache: bool = True,
+                  cache_dir: str | None = None, hidden: int = 256,
+                  depth: int = 2, epochs: int = 30, batch_size: int = 256, lr: float = 2e-3,
+                  seed: int = 0) -> RecordedDevice:
+    """Open ``recorded:PATH``: a device fitted to the recording PATH names (see
+    :mod:`phys.devices.recorded_io`), from the cache when it was fitted before.
+
+    Args:
+        address: ``"recorded:PATH"``.
+        device: Which device of an HDF5 recording.
+        in_min: Smallest accepted input (default: the smallest recorded one).
+        in_max: Largest accepted input (default: the largest recorded one).
+        cache: Load and save the fitted model (beside the recording, see the module).
+        cache_dir: A folder for the cache instead.
+        hidden, depth, epochs, batch_size, lr, seed: The fit (see :class:`FitOptions`).
+
+    Raises:
+        FileNotFoundError: a missing recording file.
+        ValueError: a bad recording (naming file and line) or too few rows for a fit.
+    """
+    from phys.devices.replay import _path_of
+
+    spec = _path_of(address, "recorded")
+    check_options(device, in_min, in_max)
+    options = FitOptions(hidden, depth, epochs, batch_size, lr, seed)
+    t0 = time.perf_counter()
+    _, files, part = _recording_files(spec, device)
+    paths = _cache_paths(files, _cache_key(files_sha256(files, part), options),
+                         cache_dir)
+    found = _load_cached(paths) if cache else None
+    if found is not None:
+        blob, where = found
+        model, extra = _model_from(blob), json.loads(blob["extra"])
+    else:
+        recording = read_recording(spec, device)
+        model, fit = fit_recording(recording, options)
+        extra = {"recording": spec, "rel_rmse": fit["rel_rmse"], "fit": fit,
+                 "rows": len(recording), "dropped": recording.dropped,
+                 "sha256": recording.sha256()}
+        if recording.info is not None:
+            extra["recorded_device"] = recording.info.name
+        blob = {"info": json.dumps(model.info.as_dict()), "options": json.dumps(asdict(options)),
+                "extra": json.dumps(extra), "state": model.state_dict()}
+        where = _save_cached(paths, blob) if cache else None
+    extra["cache"] = str(where) if where is not None else None
+    extra["open_seconds"] = time.perf_counter() - t0
+    if extra["rel_rmse"] > POOR_REL_RMSE:
+        warnings.warn(f"recorded:{spec}: the fitted model is poor, held-out relative RMSE "
+                      f"{extra['rel_rmse']:.3f} > {POOR_REL_RMSE}", stacklevel=3)
+    return RecordedDevice(model, spec, in_min=in_min, in_max=in_max, extra=extra)
+
