@@ -190,6 +190,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         stand_in, rmse = _fit_stand_in(folder, args.stand_in_epochs)
         print(f"stand-in MLP fitted in {time.perf_counter() - t0:.0f} s: test RMSE {rmse:.4f} "
               f"on rows 9,301-10,000 (a temporary stand-in for recorded:)", flush=True)
+    else:
+        t0 = time.perf_counter()
+        with open_cavity(folder, None, args.options) as device:
+            extra = dict(device.info.extra)
+        print(f"recorded:{folder.name} opened in {time.perf_counter() - t0:.1f} s, fit's "
+              f"held-out relative RMSE {extra.get('rel_rmse')}", flush=True)
     accuracies, per_sample = [], []
     t0 = time.perf_counter()
     for split in range(args.splits):
