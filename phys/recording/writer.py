@@ -1,9 +1,12 @@
 """Writing a recording: every device query of a run, appended to ``measurements.h5``.
 
-Rows are buffered in memory and written in chunks; :meth:`Recording.flush` makes them
-durable. A process killed at any moment leaves a file that opens and holds every row up
-to the last flush (rows spilled to the file between flushes, when the buffer grows large,
-survive too): the datasets are written first and the committed row counts after them.
+Rows are buffered in memory; whenever :data:`SPILL_BYTES` have gathered, a writer thread
+writes them into the file while the caller goes on measuring (h5py lets go of the
+interpreter while it writes, so on a second core the writing costs the caller almost
+nothing). :meth:`Recording.flush` waits for the writer and makes everything durable. A
+process killed at any moment leaves a file that opens and holds every row up to the last
+flush (rows spilled between flushes survive too): the datasets are written first and the
+committed row counts after them.
 """
 
 from __future__ import annotations
@@ -13,82 +16,34 @@ import math
 import os
 import threading
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
-from phys.atomic import atomic_path
+from phys.atomic import WriteError, atomic_path
 from phys.device import DeviceInfo
 from phys.recording import layout as L
+from phys.recording.rows import DeviceRows, Pending
 
 __all__ = ["Recording"]
 
-#: Buffered bytes above which rows are written to the file before the next flush.
-SPILL_BYTES = 16 * 2**20
+#: Buffered bytes above which rows are handed to the writer thread before the next flush.
+SPILL_BYTES = 4 * 2**20
+#: Blocks handed to the writer thread that may wait for it (the rest wait for the caller).
+MAX_QUEUED = 8
+#: Bytes written after which the writer thread also syncs them to the disk, so that a
+#: flush (before each checkpoint) finds little left to sync.
+SYNC_BYTES = 32 * 2**20
 
 
 def _array(value: Any, dtype: Any, *, copy: bool = True) -> np.ndarray:
     if hasattr(value, "detach"):  # a torch tensor: a view of its memory
         value = value.detach().cpu().numpy()
     return np.array(value, dtype=dtype, copy=True) if copy else np.asarray(value)
-
-
-class _Device:
-    """One device's group, its committed counts and the rows buffered for it (in arrays
-    that grow by doubling and are written out as they are)."""
-
-    def __init__(self, k: int, group: Any, info: DeviceInfo, rows: int, n_settings: int,
-                 next_query: int) -> None:
-        self.k, self.group, self.info = k, group, info
-        self.rows, self.n_settings, self.next_query = rows, n_settings, next_query
-        self.buffers: dict[str, np.ndarray] = {}
-        self.pending_rows, self.pending_settings = 0, []
-        self.row_bytes = 4 * (info.n_in + info.n_out) + 17
-
-    def name(self) -> str:
-        return f"device {self.k} ({self.info.name!r})"
-
-    def total(self) -> int:
-        return self.rows + self.pending_rows
-
-    def pending_bytes(self) -> int:
-        return self.pending_rows * self.row_bytes
-
-    def buffer(self, n: int) -> dict[str, np.ndarray]:
-        """The buffers, with room for ``n`` more rows."""
-        have = len(self.buffers["query"]) if self.buffers else 0
-        need = self.pending_rows + n
-        if need > have:
-            size = max(need, 2 * have, 1024)
-            grown = {}
-            for name, (dtype, _) in L.COLUMNS.items():
-                w = L.width(self.info, name)
-                grown[name] = np.empty((size, w) if w else (size,), dtype)
-                if self.pending_rows:
-                    grown[name][:self.pending_rows] = self.buffers[name][:self.pending_rows]
-            self.buffers = grown
-        return self.buffers
-
-    def write_pending(self) -> None:
-        """Write the buffered rows and settings into the datasets (counts unchanged)."""
-        if self.pending_rows:
-            end = self.rows + self.pending_rows
-            for name, buf in self.buffers.items():
-                ds = self.group[name]
-                ds.resize(end, axis=0)
-                ds[self.rows:end] = buf[:self.pending_rows]
-        if self.pending_settings:
-            ds, end = self.group["settings"], self.n_settings + len(self.pending_settings)
-            ds.resize((end,))
-            ds[self.n_settings:end] = self.pending_settings
-
-    def commit_counts(self) -> None:
-        self.rows += self.pending_rows
-        self.n_settings += len(self.pending_settings)
-        self.pending_rows, self.pending_settings = 0, []
-        self.group.attrs["rows"], self.group.attrs["n_settings"] = self.rows, self.n_settings
 
 
 class Recording:
@@ -111,8 +66,17 @@ class Recording:
     def __init__(self, path: Path, h5: Any) -> None:
         self.path, self._h5 = path, h5
         self._lock = threading.Lock()
-        self._devices: list[_Device] = []
+        self._devices: list[DeviceRows] = []
         self._fd: int | None = os.open(path, os.O_RDONLY)
+        self._writer: ThreadPoolExecutor | None = None
+        self._queued: deque[Future[None]] = deque()
+        self._failure: BaseException | None = None
+        self._unsynced = 0
+        #: Seconds the callers of :meth:`write`, :meth:`flush` and :meth:`truncate` spent
+        #: in them (the writer thread's time is not counted): the cost to a run.
+        self.caller_seconds = 0.0
+        #: Processor seconds the writer thread spent writing and syncing.
+        self.writer_seconds = 0.0
 
     # -- opening ----------------------------------------------------------------------
     @classmethod
@@ -151,8 +115,9 @@ class Recording:
                 for name in [*L.COLUMNS, "settings"]:
                     group[name].resize(n_settings if name == "settings" else rows, axis=0)
                 last = int(group["query"][rows - 1]) + 1 if rows else 0
-                rec._devices.append(_Device(k, group, info, rows, n_settings, last))
-            rec._sync()
+                rec._devices.append(DeviceRows(k, group, info, rows, n_settings, last,
+                                                SPILL_BYTES))
+            rec._sync(durable=True)
         except BaseException:
             rec._close_files()
             raise
@@ -166,6 +131,7 @@ class Recording:
         text = L.info_json(info)
         with self._lock:
             self._check_open()
+            self._drain()
             k = len(self._devices)
             group = self._h5["devices"].create_group(str(k))
             group.attrs["info"] = text
@@ -177,7 +143,7 @@ class Recording:
             group.create_dataset("settings", shape=(0,), maxshape=(None,), chunks=(256,),
                                  dtype=h5py.string_dtype())
             group.attrs["rows"], group.attrs["n_settings"] = 0, 0
-            self._devices.append(_Device(k, group, info, 0, 0, 0))
+            self._devices.append(DeviceRows(k, group, info, 0, 0, 0, SPILL_BYTES))
             self._h5.flush()
         return k
 
@@ -203,6 +169,7 @@ class Recording:
         _check_batch(dev, xs, ys, values=check)
         n = xs.shape[0]
         stamps = _stamps(dev, time, n)
+        t0 = _clock()
         with self._lock:
             self._check_open()
             first, p = dev.total(), dev.pending_rows
@@ -212,7 +179,8 @@ class Recording:
             dev.pending_rows += n
             dev.next_query = max(dev.next_query, int(query) + 1)
             if sum(d.pending_bytes() for d in self._devices) > SPILL_BYTES:
-                self._commit(durable=False)
+                self._hand_over(durable=False)
+        self.caller_seconds += _clock() - t0
         return first
 
     def write_setting(self, k: int, name: str, values: Any, row: int | None = None) -> None:
@@ -240,10 +208,17 @@ class Recording:
 
     def flush(self) -> None:
         """Write everything buffered and make it durable (h5py flush and fsync): a kill
-        after this loses none of it, and the file opens."""
+        after this loses none of it, and the file opens.
+
+        Raises:
+            phys.atomic.WriteError: the rows could not be written (a full disk, ...).
+        """
+        t0 = _clock()
         with self._lock:
             self._check_open()
-            self._commit(durable=True)
+            self._hand_over(durable=True)
+            self._drain()
+        self.caller_seconds += _clock() - t0
 
     def truncate(self, k: int, rows: int) -> None:
         """Keep the first ``rows`` rows of device ``k`` (and the settings up to that row),
@@ -260,7 +235,8 @@ class Recording:
                     or not 0 <= rows <= dev.total():
                 raise ValueError(f"{dev.name()}: cannot truncate to {rows!r} rows; it has "
                                  f"{dev.total()}")
-            self._commit(durable=False)
+            self._hand_over(durable=False)
+            self._drain()
             g = dev.group
             for name in L.COLUMNS:
                 g[name].resize(int(rows), axis=0)
@@ -269,10 +245,8 @@ class Recording:
             g["settings"].resize((len(kept),))
             if kept:
                 g["settings"][:] = kept
-            dev.rows, dev.n_settings = int(rows), len(kept)
-            dev.next_query = int(g["query"][rows - 1]) + 1 if rows else 0
-            dev.commit_counts()
-            self._sync()
+            dev.reset(int(rows), len(kept), int(g["query"][rows - 1]) + 1 if rows else 0)
+            self._sync(durable=True)
 
     # -- state ------------------------------------------------------------------------
     @property
@@ -299,6 +273,8 @@ class Recording:
         try:
             self.flush()
         finally:
+            if self._writer is not None:
+                self._writer.shutdown(wait=True)
             self._close_files()
 
     def __enter__(self) -> Recording:
@@ -312,7 +288,7 @@ class Recording:
         return f"<Recording {str(self.path)!r} devices={len(self._devices)}{state}>"
 
     # -- internals --------------------------------------------------------------------
-    def _device(self, k: int) -> _Device:
+    def _device(self, k: int) -> DeviceRows:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) \
                 or not 0 <= k < len(self._devices):
             raise ValueError(f"recording {self.path} has no device {k!r}; it has "
@@ -323,19 +299,58 @@ class Recording:
         if self._fd is None:
             raise RuntimeError(f"recording {self.path} is closed")
 
-    def _commit(self, *, durable: bool) -> None:
-        """Datasets first, then the counts that make them part of the recording."""
-        for dev in self._devices:
-            dev.write_pending()
-        self._sync(durable)
-        for dev in self._devices:
-            dev.commit_counts()
-        self._sync(durable)
+    def _hand_over(self, *, durable: bool) -> None:
+        """Give the buffered rows to the writer thread (and, if ``durable``, have it
+        sync the file once they are written)."""
+        blocks = [(dev, block) for dev in self._devices if (block := dev.take()) is not None]
+        if not (blocks or durable):
+            return
+        self._raise_failure()
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="phys-recording")
+        while len(self._queued) >= MAX_QUEUED:  # a writer behind: wait, bounding memory
+            self._queued.popleft().result()
+        self._queued.append(self._writer.submit(self._commit, blocks, durable))
 
-    def _sync(self, durable: bool = True) -> None:
+    def _drain(self) -> None:
+        """Wait until the writer thread has written everything handed to it."""
+        while self._queued:
+            self._queued.popleft().result()
+        self._raise_failure()
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            err = self._failure
+            why = (err.strerror or str(err)) if isinstance(err, OSError) else str(err)
+            if isinstance(err, OSError) and err.errno in (28, 122):  # ENOSPC, EDQUOT
+                why = f"the disk is full ({why})"
+            raise WriteError(f"recording {self.path}: rows could not be written: {why}; "
+                             f"the file holds the rows up to the last flush") from err
+
+    def _commit(self, blocks: list[tuple[DeviceRows, Pending]], durable: bool) -> None:
+        """(The writer thread.) Datasets first, then the counts that make them part of
+        the recording; syncs when ``durable`` or when :data:`SYNC_BYTES` gathered."""
+        if self._failure is not None:
+            return
+        t0 = time.thread_time()
+        try:
+            for dev, block in blocks:
+                dev.write(block)
+                self._unsynced += block.n * dev.row_bytes
+            durable = durable or self._unsynced > SYNC_BYTES
+            self._sync(durable)
+            for dev, _ in blocks:
+                dev.commit_counts()
+            self._sync(durable)
+        except BaseException as err:  # noqa: BLE001 - raised to the caller by _drain
+            self._failure = err
+        self.writer_seconds += time.thread_time() - t0
+
+    def _sync(self, durable: bool) -> None:
         self._h5.flush()
         if durable and self._fd is not None:
             os.fsync(self._fd)
+            self._unsynced = 0
 
     def _close_files(self) -> None:
         try:
@@ -346,7 +361,11 @@ class Recording:
             self._fd = None
 
 
-def _check_batch(dev: _Device, xs: np.ndarray, ys: np.ndarray, *, values: bool) -> None:
+def _clock() -> float:
+    return time.perf_counter()
+
+
+def _check_batch(dev: DeviceRows, xs: np.ndarray, ys: np.ndarray, *, values: bool) -> None:
     info, first = dev.info, dev.total()
     if xs.ndim != 2 or xs.shape[1] != info.n_in:
         raise ValueError(f"{dev.name()}: inputs must have shape (B, {info.n_in}), got "
@@ -370,7 +389,7 @@ def _check_batch(dev: _Device, xs: np.ndarray, ys: np.ndarray, *, values: bool) 
                          f"outside the device range [{info.in_min}, {info.in_max}]")
 
 
-def _stamps(dev: _Device, when: Any, n: int) -> float | np.ndarray:
+def _stamps(dev: DeviceRows, when: Any, n: int) -> float | np.ndarray:
     if when is None:
         return time.time()
     if isinstance(when, float) and math.isfinite(when):

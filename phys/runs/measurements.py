@@ -85,6 +85,15 @@ class Recorder:
             self.recording.truncate(k, samples)
             device.continue_after_last_row()
 
+    def summary(self) -> dict[str, Any]:
+        """For ``results.json``: the file, rows per device, the seconds the run spent
+        recording in its own thread (buffering rows, waiting at flushes) and the processor
+        seconds of the recording's writer thread."""
+        rec = self.recording
+        return {"file": self.path.name, "rows": [rec.rows(k) for k in range(len(rec.devices))],
+                "seconds": round(rec.caller_seconds, 4),
+                "writer_cpu_seconds": round(rec.writer_seconds, 4)}
+
     def close(self) -> None:
         if self.recording is not None and not self.recording.closed:
             self.recording.close()

@@ -260,6 +260,8 @@ def _train(spec: Any, run_dir: RunDir | None, *, progress: bool, resume: bool,
                                               dataset.x_test, dataset.y_test)]
         trainer.fit(*data, callbacks=callbacks, progress=progress)
         results = _results(spec, trainer, extra, clock.seconds(), keeper, state)
+        if recorder is not None and recorder.recording is not None:
+            results["recording"] = recorder.summary()
         if run_dir is not None:
             write_run(run_dir.path, results, trainer.history, None,
                       title=f"{spec.trainer} on {spec.device} / {spec.data}",
