@@ -5,7 +5,10 @@ time (a fit) and the second time (from its cache).
 Target: recording at most 5 % of training time. Runs the demo (`phys train --device
 cavity --data digits`) in this process on 1 thread, alternating with and without a
 recording, `--repeat` times each; prints the medians of the training seconds and the
-overhead in percent against the target. It never fails on time.
+overhead in percent against the target, and what the runs with a recording state of it
+(`results.json`'s `recording`): the seconds the training thread spent recording, and the
+processor seconds of the recording's writer thread (on another core when one is free).
+It never fails on time.
 
     .venv/bin/python bench/recording_overhead.py [--repeat 3] [--epochs 20]
 """
@@ -21,14 +24,13 @@ from pathlib import Path
 TARGET_PERCENT = 5.0
 
 
-def _train(out: Path, record: bool, epochs: int | None) -> float:
+def _train(out: Path, record: bool, epochs: int | None) -> dict:
     from phys.experiment import TrainSpec
     from phys.runs import train
 
     spec = TrainSpec(device="cavity", data="digits",
                      **({} if epochs is None else {"epochs": epochs}))
-    return float(train(spec, out=out, record=record, tensorboard=False,
-                       overwrite=True)["seconds"])
+    return train(spec, out=out, record=record, tensorboard=False, overwrite=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -42,10 +44,15 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_num_threads(1)
     times: dict[bool, list[float]] = {True: [], False: []}
+    inside: list[tuple[float, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.repeat):
             for record in ((True, False) if i % 2 == 0 else (False, True)):
-                times[record].append(_train(Path(tmp) / str(record), record, args.epochs))
+                result = _train(Path(tmp) / str(record), record, args.epochs)
+                times[record].append(round(float(result["seconds"]), 2))
+                if record:
+                    inside.append((result["recording"]["seconds"] / result["seconds"],
+                                   result["recording"]["writer_cpu_seconds"]))
         recording = Path(tmp) / "True" / "measurements.h5"
         size = recording.stat().st_size
         opens = []
@@ -59,6 +66,10 @@ def main(argv: list[str] | None = None) -> None:
           f"(runs: {times[True]} / {times[False]})")
     print(f"recording overhead {overhead:.2f} %  ratio to target {TARGET_PERCENT:g} %: "
           f"{overhead / TARGET_PERCENT:.2f}; measurements.h5 {size / 2**20:.1f} MiB")
+    share, writer = (statistics.median(v) for v in zip(*inside, strict=True))
+    print(f"inside the runs: the training thread spent {100 * share:.2f} % of training "
+          f"recording (ratio to target {100 * share / TARGET_PERCENT:.2f}); writer thread "
+          f"{writer:.2f} processor seconds")
     print(f"recorded: device from it: first open {opens[0]:.2f} s (fit), second "
           f"{opens[1]:.3f} s (cache)")
 
