@@ -23,6 +23,7 @@ from phys.nn import goodness as goodness_fns
 from phys.nn.functional import seeded_linear
 from phys.options import check_value, option, option_fields
 from phys.train.base import TrainConfig, Trainer
+from phys.train.physics import PhysicalParameters
 
 __all__ = ["NETWORK_OPTIONS", "PhyLLConfig", "PhyLLNetwork", "PhyLLTrainer", "all_wrong_labels",
            "wrong_labels"]
@@ -262,6 +263,8 @@ class PhyLLTrainer(Trainer):
     Args:
         network: The blocks to train (their devices are only queried).
         config: Hyper-parameters.
+        physics: Also trains the devices' physical parameters, model-free, on each block's
+            local loss (:class:`~phys.train.physics.PhysicalParameters`).
 
     Raises:
         ValueError: the network was built with another ``label_scale`` or ``goodness``
@@ -288,9 +291,11 @@ class PhyLLTrainer(Trainer):
     #: What :attr:`last_loss` and the epoch's ``loss`` are, for plots.
     loss_label: ClassVar[str] = "goodness loss, summed over layers"
 
-    def __init__(self, network: PhyLLNetwork, config: PhyLLConfig | None = None) -> None:
+    def __init__(self, network: PhyLLNetwork, config: PhyLLConfig | None = None, *,
+                 physics: PhysicalParameters | None = None) -> None:
         super().__init__(config or PhyLLConfig())
         self.layer_losses: list[float] | None = None
+        self.physics = physics
         cfg = self.config
         network.configure(label_scale=cfg.label_scale, goodness=cfg.goodness)
         self.network = network
@@ -352,11 +357,48 @@ class PhyLLTrainer(Trainer):
             loss.backward()
             opt.step()
             losses.append(float(loss.detach()))
+            if self.physics is not None:
+                self.physics.after_layer(i, self._measured(i, x, h, rows, k + 1))
             h = out.detach()
+        if self.physics is not None:
+            self.physics.end_batch()
         if self.config.readout == "linear":
             self._readout_step(x, labels)
         self.layer_losses = losses
         return sum(losses, 0.0)
+
+    def _measured(self, i: int, x: torch.Tensor, h: torch.Tensor, rows: torch.Tensor,
+                  repeats: int) -> Any:
+        """Measures block ``i``'s local loss on this batch at its device's settings."""
+        net = self.network
+
+        def measure() -> float:
+            out = net.first_layer(x, rows, repeats) if i == 0 else net.layers[i](h)
+            g = net.layer_goodness(i, out).view(x.shape[0], repeats)
+            return float(self.layer_loss(g[:, 0], g[:, 1:]))
+        return measure
+
+    def device_usage(self) -> dict[str, float | None]:
+        """:meth:`Trainer.device_usage`, with ``physics_device_samples``: the samples
+        (among ``device_samples``) spent training the physical parameters."""
+        usage = super().device_usage()
+        if self.physics is not None:
+            usage["physics_device_samples"] = sum(self.physics.samples)
+        return usage
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        if self.physics is not None:
+            state["physics"] = self.physics.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        if self.physics is not None:
+            if "physics" not in state:
+                raise ValueError("the checkpoint does not train physical parameters; "
+                                 "this trainer does")
+            self.physics.load_state_dict(state["physics"])
 
     def _readout_step(self, x: torch.Tensor, labels: torch.Tensor) -> None:
         logits = self.network.readout(self.network.features(x))

@@ -1,0 +1,165 @@
+"""Training the physics itself: a network's physical parameters, in situ and model-free.
+
+Each layer's device parameters (``info.params``: an SLM mask, a scatterer's detuning)
+follow the same local objective the layer's digital part trains on, estimated from
+measurements at perturbed settings (:mod:`phys.train.perturb`): a trainer calls
+:meth:`PhysicalParameters.after_layer` with a function that measures the layer's loss at
+the device's current settings. It works on any :class:`~phys.Device` that declares
+parameters and takes :meth:`set` (a simulator, a serial rig); the queries it spends are
+counted apart (:attr:`PhysicalParameters.samples`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from phys.device import Device
+from phys.train.perturb import Perturbation, PerturbOptions
+
+__all__ = ["PhysicalParameters", "PhysicsSetError"]
+
+
+class PhysicsSetError(RuntimeError):
+    """A device refused a setting while its parameters were trained (the message names
+    the layer, device, parameter and value)."""
+
+
+def _describe(values: torch.Tensor) -> str:
+    flat = values.flatten().tolist()
+    head = ", ".join(f"{v:.6g}" for v in flat[:4])
+    return f"[{head}{', ...' if len(flat) > 4 else ''}]"
+
+
+class PhysicalParameters:
+    """The trainable physical parameters of a network's devices, one set per layer.
+
+    Args:
+        devices: Layer ``i``'s device at index ``i`` (``None``: its physics is fixed).
+        options: The perturbation (:class:`~phys.train.perturb.PerturbOptions`); layer
+            ``i`` draws its directions from ``seed + i``.
+        every: Batches between steps of the physical parameters.
+        names: Only these parameters (default: every declared one).
+
+    Raises:
+        ValueError: no device declares parameters, a name no device has, or a device that
+            cannot report its current values (``get``) - before any training.
+    """
+
+    def __init__(self, devices: Sequence[Device | None], options: PerturbOptions | None = None,
+                 *, every: int = 1, names: Sequence[str] | None = None) -> None:
+        options = options or PerturbOptions()
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"every must be an int >= 1, got {every!r}")
+        self.devices, self.every = list(devices), every
+        self.estimators: list[Perturbation | None] = []
+        self.values: list[dict[str, torch.Tensor]] = []
+        wanted = set(names) if names is not None else None
+        found: set[str] = set()
+        for i, dev in enumerate(self.devices):
+            specs = [] if dev is None else [p for p in dev.info.params
+                                            if wanted is None or p.name in wanted]
+            found.update(p.name for p in specs)
+            if not specs:
+                self.estimators.append(None)
+                self.values.append({})
+                continue
+            self.estimators.append(Perturbation(specs, dataclasses.replace(
+                options, seed=options.seed + i)))
+            self.values.append({p.name: _current(dev, p.name, i) for p in specs})
+        if wanted is not None and wanted - found:
+            raise ValueError(f"no device declares the physical parameter(s) "
+                             f"{', '.join(sorted(wanted - found))}")
+        if not found:
+            named = ", ".join(repr(d.info.name) for d in self.devices if d is not None)
+            raise ValueError(f"train_physics needs devices with physical parameters, but "
+                             f"{named or 'no device'} declares none")
+        self.steps = [0] * len(self.devices)
+        self.batches = 0
+        #: Device samples spent on measuring perturbed losses, per layer.
+        self.samples = [0] * len(self.devices)
+
+    def after_layer(self, i: int, measure: Callable[[], float]) -> None:
+        """One step of layer ``i``'s parameters (on every ``every``-th batch), from
+        ``measure()``: the layer's loss measured at the device's current settings.
+
+        Raises:
+            PhysicsSetError: the device refused a setting.
+        """
+        est = self.estimators[i]
+        if est is None or self.batches % self.every:
+            return
+        dev = self.devices[i]
+        before = dev.stats.samples
+
+        def loss(values: dict[str, torch.Tensor]) -> float:
+            self._set(i, values)
+            with torch.no_grad():
+                return float(measure())
+
+        try:
+            grad, _ = est.gradient(loss, self.values[i], self.steps[i])
+            new = est.step(self.values[i], grad, self.steps[i])
+            self._set(i, new)
+        finally:
+            self.samples[i] += dev.stats.samples - before
+        self.values[i], self.steps[i] = new, self.steps[i] + 1
+
+    def end_batch(self) -> None:
+        """Count a batch (the trainer calls it after every block's step)."""
+        self.batches += 1
+
+    def _set(self, i: int, values: dict[str, torch.Tensor]) -> None:
+        dev = self.devices[i]
+        for name, value in values.items():
+            try:
+                dev.set(name, value)
+            except Exception as err:
+                raise PhysicsSetError(f"layer {i}: device {dev.info.name!r} refused "
+                                      f"parameter {name!r} = {_describe(value)}: {err}"
+                                      ) from err
+
+    # -- checkpoints ------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"values": [{n: v.clone() for n, v in vals.items()} for vals in self.values],
+                "steps": list(self.steps), "batches": self.batches,
+                "samples": list(self.samples),
+                "generators": [None if e is None else e.generator.get_state()
+                               for e in self.estimators]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict` and set its values on the devices."""
+        if len(state["values"]) != len(self.devices):
+            raise ValueError(f"checkpoint has physical parameters of {len(state['values'])} "
+                             f"layers, this network {len(self.devices)}")
+        for i, (vals, gen) in enumerate(zip(state["values"], state["generators"],
+                                            strict=True)):
+            if set(vals) != set(self.values[i]):
+                raise ValueError(f"layer {i}: checkpoint trains parameters {sorted(vals)}, "
+                                 f"this run {sorted(self.values[i])}")
+            if vals:
+                self.values[i] = {n: v.clone() for n, v in vals.items()}
+                self._set(i, self.values[i])
+            if gen is not None:
+                self.estimators[i].generator.set_state(gen)
+        self.steps, self.batches = list(state["steps"]), int(state["batches"])
+        self.samples = list(state["samples"])
+
+    def as_dict(self) -> dict[str, Any]:
+        """For results: the samples spent and the final values, per layer."""
+        return {"samples": sum(self.samples), "samples_per_layer": list(self.samples),
+                "steps": list(self.steps),
+                "values": [{n: v.tolist() for n, v in vals.items()} for vals in self.values]}
+
+
+def _current(dev: Device, name: str, i: int) -> torch.Tensor:
+    getter = getattr(dev, "get", None)
+    if getter is None:
+        raise ValueError(f"layer {i}: device {dev.info.name!r} cannot report the current "
+                         f"value of {name!r} (it has no get), so it cannot be trained")
+    spec = dev.info.param(name)
+    value = torch.as_tensor(getter(name), dtype=torch.float32).reshape(spec.shape)
+    return value.clone()
