@@ -23,6 +23,7 @@ from phys.device import Device
 from phys.options import OptionError, Options, check_value, option
 from phys.registry import DeviceSpec
 from phys.train.base import TrainConfig
+from phys.train.perturb import PerturbOptions
 from phys.train.phyll import PhyLLConfig
 
 __all__ = ["TRAINERS", "TWINS", "DataOptions", "DeviceOptions", "NetworkOptions", "RunOptions",
@@ -31,6 +32,8 @@ __all__ = ["TRAINERS", "TWINS", "DataOptions", "DeviceOptions", "NetworkOptions"
 
 TRAINERS = ("phyll", "backprop", "pat")
 TWINS = ("surrogate", "simulator")
+#: How the devices' physical parameters train (``train_physics``).
+PHYSICS_ROUTES = ("none", "spsa")
 ACTIVATIONS = ("relu", "abs")  # those of phys.layers.PhysicalLayer
 #: Bounds of the sizes a spec may ask for: generous for real use, refused above (a typo
 #: such as ``layers=1000000`` is an error, not a run that never ends).
@@ -140,6 +143,29 @@ class TwinOptions(Options):
 
 
 @dataclass
+class PhysicsOptions(Options):
+    """Training the devices' physical parameters (those their info declares)."""
+
+    train_physics: str = option("none", choices=PHYSICS_ROUTES,
+                                help="none: the physics stays as it is; spsa: model-free, each "
+                                     "layer's parameters follow its local loss measured at "
+                                     "perturbed settings (trainer phyll; 2 x "
+                                     "physics_directions batch measurements a step)")
+    physics_every: int = option(1, min=1, help="batches between steps of the physical "
+                                "parameters")
+    physics_method: str = borrowed(PerturbOptions, "method")
+    physics_directions: int = borrowed(PerturbOptions, "directions")
+    physics_lr: float = borrowed(PerturbOptions, "lr")
+    physics_perturbation: float = borrowed(PerturbOptions, "perturbation")
+
+    def perturb_options(self) -> PerturbOptions:
+        """The perturbation these options describe (seeded with the run's seed)."""
+        return PerturbOptions(method=self.physics_method, directions=self.physics_directions,
+                              lr=self.physics_lr, perturbation=self.physics_perturbation,
+                              seed=getattr(self, "seed", 0))
+
+
+@dataclass
 class RunOptions(Options):
     """How a run is kept and watched; these may differ when a run is resumed."""
 
@@ -163,11 +189,13 @@ class RunOptions(Options):
 
 
 @dataclass
-class TrainSpec(TwinOptions, TrainerOptions, NetworkOptions, DataOptions, DeviceOptions):
+class TrainSpec(PhysicsOptions, TwinOptions, TrainerOptions, NetworkOptions, DataOptions,
+                DeviceOptions):
     """Everything ``phys train`` needs; stored as ``config`` in ``results.json``.
 
     The fields are those of :class:`DeviceOptions`, :class:`DataOptions`,
-    :class:`NetworkOptions`, :class:`TrainerOptions` and :class:`TwinOptions`, given as flat
+    :class:`NetworkOptions`, :class:`TrainerOptions`, :class:`TwinOptions` and
+    :class:`PhysicsOptions`, given as flat
     keywords; each is checked once, when the spec is made, against its type, allowed
     values and bounds. ``vars(spec)`` is the configuration a run directory keeps.
 
@@ -183,7 +211,7 @@ class TrainSpec(TwinOptions, TrainerOptions, NetworkOptions, DataOptions, Device
 
     #: The options classes a spec is made of, in the order of ``phys train --help``.
     PARTS: ClassVar[tuple[type[Options], ...]] = (DeviceOptions, DataOptions, NetworkOptions,
-                                                  TrainerOptions, TwinOptions)
+                                                  TrainerOptions, TwinOptions, PhysicsOptions)
 
 
 def _keyword_hints(factory: Callable[..., Any]) -> dict[str, Any]:
@@ -253,6 +281,9 @@ def prepare(spec: TrainSpec) -> DeviceSpec:
     with _blaming("device_options"):
         device.check_options(device.options)
         _check_types(device.factory, device.options, "device")
+    if spec.train_physics == "spsa" and spec.trainer != "phyll":
+        raise OptionError(f"train_physics='spsa' steps each layer on PhyLL's local loss; "
+                          f"it needs trainer='phyll', not {spec.trainer!r}", "train_physics")
     if spec.trainer == "pat" and spec.twin == "simulator":
         with _blaming("twin_options"):
             device.check_options(spec.twin_options)
@@ -351,6 +382,17 @@ def _warn_if_poor(report: Mapping[str, Any], layer: int, samples: int) -> None:
                       f"twin", stacklevel=3)
 
 
+def _physics(spec: TrainSpec, layers: list[Any]) -> Any:
+    """The physical parameters to train by perturbation (``None``: none)."""
+    if spec.train_physics != "spsa":
+        return None
+    from phys.train.physics import PhysicalParameters
+
+    with _blaming("train_physics"):
+        return PhysicalParameters([layer.device for layer in layers], spec.perturb_options(),
+                                  every=spec.physics_every)
+
+
 def build(spec: TrainSpec, n_features: int, n_classes: int, opened: list[Device], *,
           device: DeviceSpec | None = None, opener: Opener = open_layer_device,
           fit_twins: bool = True, torch_device: Any = "cpu") -> tuple[Any, dict[str, Any]]:
@@ -378,7 +420,7 @@ def build(spec: TrainSpec, n_features: int, n_classes: int, opened: list[Device]
                                torch_device)
         network = PhyLLNetwork(layers, n_classes, label_scale=spec.label_scale,
                                goodness=spec.goodness, seed=spec.seed).to(torch_device)
-        return PhyLLTrainer(network, config), {}
+        return PhyLLTrainer(network, config, physics=_physics(spec, layers)), {}
 
     from phys.train.network import PhysicalClassifier
 

@@ -262,6 +262,8 @@ def _train(spec: Any, run_dir: RunDir | None, *, progress: bool, resume: bool,
         results = _results(spec, trainer, extra, clock.seconds(), keeper, state)
         if recorder is not None and recorder.recording is not None:
             results["recording"] = recorder.summary()
+        if getattr(trainer, "physics", None) is not None:
+            results["physics"] = trainer.physics.as_dict()
         if run_dir is not None:
             write_run(run_dir.path, results, trainer.history, None,
                       title=f"{spec.trainer} on {spec.device} / {spec.data}",
