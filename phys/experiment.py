@@ -91,6 +91,9 @@ class NetworkOptions(Options):
     activation: str = option("relu", choices=ACTIVATIONS,
                              help="nonlinearity after every layer's digital map (abs: the "
                                   "PhyLL paper's |x|, whose units cannot die)")
+    skip: bool = option(True, help="give each layer's digital map the layer's input "
+                        "beside its measurements (no-skip: a physics-dominant network, whose "
+                        "digital maps read the measurements only)")
 
 
 @dataclass
@@ -337,7 +340,7 @@ def _open_devices(spec: TrainSpec, device: DeviceSpec, first_width: int, opened:
         opened.append(dev)
         dev.to(torch_device)
         layers.append(PhysicalLayer(dev, width, spec.hidden, activation=spec.activation,
-                                    seed=spec.seed + i))
+                                    seed=spec.seed + i, skip=spec.skip))
         width = spec.hidden
     return layers
 

@@ -58,6 +58,10 @@ class PhysicalLayer(nn.Module):
         m = physics(x)                            # DeviceLayer; no gradient with grad="none"
         y = act(Linear([rms_normalize(m), rms_normalize(x)]))
 
+    With ``skip=False`` the linear layer reads the measurement alone,
+    ``y = act(Linear(rms_normalize(m)))``: a physics-dominant layer, where everything the
+    network knows of its input has passed through the physics.
+
     Args:
         device: The physical system; any :class:`~phys.Device`.
         in_features: Size of each input vector ``x``.
@@ -67,6 +71,7 @@ class PhysicalLayer(nn.Module):
         seed: Seeds the fixed projection and the initial digital weights.
         grad: Gradient route of the physics (see :class:`~phys.nn.DeviceLayer`).
         twin: Digital twin for ``grad="twin"``.
+        skip: Concatenate the input to the measurement (the skip connection).
 
     Shape:
         - Input: ``(B, in_features)``, any real values.
@@ -91,6 +96,7 @@ class PhysicalLayer(nn.Module):
         seed: int = 0,
         grad: str = "none",
         twin: Twin | None = None,
+        skip: bool = True,
     ) -> None:
         super().__init__()
         if activation not in _ACTIVATIONS:
@@ -102,7 +108,9 @@ class PhysicalLayer(nn.Module):
                                    seed=gen)
         self.in_features, self.out_features, self.activation = (
             in_features, out_features, activation)
-        self.linear = seeded_linear(device.info.n_out + in_features, out_features, gen)
+        self.has_skip = bool(skip)
+        self.linear = seeded_linear(device.info.n_out + in_features * self.has_skip,
+                                    out_features, gen)
         self.register_load_state_dict_pre_hook(_load_moved_buffers)
 
     @property
@@ -116,12 +124,16 @@ class PhysicalLayer(nn.Module):
 
     def skip(self, x: torch.Tensor) -> torch.Tensor:
         """The skip path's share of the linear map, ``W_x @ rms_normalize(x)``:
-        ``(B, in_features) -> (B, out_features)``, without the bias."""
+        ``(B, in_features) -> (B, out_features)``, without the bias (zeros without a
+        skip connection)."""
+        if not self.has_skip:
+            return x.new_zeros(x.shape[0], self.out_features)
         return rms_normalize(x) @ self.skip_weight.T
 
     @property
     def skip_weight(self) -> torch.Tensor:
-        """The columns of the linear map that act on the skip input: ``(out, in)``."""
+        """The columns of the linear map that act on the skip input: ``(out, in)``
+        (``(out, 0)`` without a skip connection)."""
         return self.linear.weight[:, self.physics.out_features:]
 
     def digital(self, measured: torch.Tensor, x: torch.Tensor | None, *,
@@ -144,4 +156,4 @@ class PhysicalLayer(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
-                f"activation={self.activation!r}")
+                f"activation={self.activation!r}" + ("" if self.has_skip else ", skip=False"))

@@ -114,3 +114,15 @@ def test_gradient_routes_reach_the_layer_physics():
     assert dev.stats.queries == 0
     with pytest.raises(ValueError, match="grad must be one of"):
         PhysicalLayer(dev, 4, 5, grad="exact")
+
+
+def test_without_skip_the_digital_map_reads_the_measurement_only():
+    dev = phys.open("cavity", n_in=8, n_out=6)
+    layer = phys.PhysicalLayer(dev, 8, 5, skip=False)
+    assert layer.linear.in_features == 6 and layer.skip_weight.shape == (5, 0)
+    x = torch.randn(4, 8)
+    measured = layer.measure(x)
+    assert torch.equal(layer(x), layer.digital(measured, None, skip=torch.zeros(4, 5)))
+    # the output depends on x only through the measurement
+    assert torch.equal(layer.skip(x), torch.zeros(4, 5))
+    assert "skip=False" in repr(layer)

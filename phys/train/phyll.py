@@ -211,7 +211,7 @@ class PhyLLNetwork(nn.Module):
         """
         block = self.layers[0]
         embedded = self.embed(x.repeat_interleave(repeats, 0), labels)
-        if not isinstance(block, PhysicalLayer):
+        if not isinstance(block, PhysicalLayer) or not block.has_skip:
             return block(embedded)
         return block.digital(block.measure(embedded), None,
                              skip=self.embedded_skip(x, labels, repeats))

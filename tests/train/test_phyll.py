@@ -334,3 +334,12 @@ def test_bad_network_options_are_refused_with_their_names():
         _network(label_scale="3")
     with pytest.raises(ValueError, match="n_classes must be an int >= 2"):
         PhyLLNetwork([PhysicalLayer(phys.open("cavity", n_in=9, n_out=4), 9, 5)], 1)
+
+
+def test_a_physics_dominant_network_learns_through_the_measurements_alone(tmp_path):
+    from phys.experiment import TrainSpec
+    from phys.runs import train
+
+    result = train(TrainSpec(skip=False, epochs=3, layers=1, hidden=64), out=tmp_path / "r",
+                   tensorboard=False, progress=False)
+    assert result["test_accuracy"] > 0.5  # chance: 0.1
