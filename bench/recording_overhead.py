@@ -3,14 +3,15 @@
 time (a fit) and the second time (from its cache).
 
 Target: recording at most 5 % of training time. Runs the demo (`phys train --device
-cavity --data digits`) in this process on 1 thread, alternating with and without a
+cavity --data digits`) in this process on `--threads` torch threads (default 1),
+alternating with and without a
 recording, `--repeat` times each; prints the medians of the training seconds and the
 overhead in percent against the target, and what the runs with a recording state of it
 (`results.json`'s `recording`): the seconds the training thread spent recording, and the
 processor seconds of the recording's writer thread (on another core when one is free).
 It never fails on time.
 
-    .venv/bin/python bench/recording_overhead.py [--repeat 3] [--epochs 20]
+    .venv/bin/python bench/recording_overhead.py [--repeat 3] [--epochs 20] [--threads 1]
 """
 
 from __future__ import annotations
@@ -37,12 +38,13 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeat", type=int, default=3, help="runs with and without (median)")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default: the demo's)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
     args = p.parse_args(argv)
     import torch
 
     import phys
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     times: dict[bool, list[float]] = {True: [], False: []}
     inside: list[tuple[float, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
