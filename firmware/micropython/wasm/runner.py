@@ -64,24 +64,30 @@ def tools() -> tuple[str, str]:
     return node, npm
 
 
+def install_folder() -> Path:
+    """Where :func:`install` puts the package: named by a hash of the lock file, so a new
+    pin installs anew."""
+    files = [HERE / "package.json", HERE / "package-lock.json"]
+    key = hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()[:16]
+    return cache_folder() / key
+
+
 def install() -> Path:
     """Path of ``micropython.mjs``, installed with ``npm ci`` on first use (reused after).
 
-    The install folder is named by a hash of the lock file, so a new pin installs anew;
-    it is filled in a temporary folder and renamed into place when complete.
+    ``npm ci`` checks the tarball against the lock file's integrity hash. The folder
+    (:func:`install_folder`) is filled under a temporary name and renamed when complete.
     """
     _, npm = tools()
-    files = [HERE / "package.json", HERE / "package-lock.json"]
-    key = hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()[:16]
-    root = cache_folder()
-    target = root / key
+    target = install_folder()
+    root = target.parent
     mjs = target / "node_modules" / PACKAGE / "micropython.mjs"
     if (target / ".complete").exists() and mjs.exists():
         return mjs
     root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{key}-"))
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{target.name}-"))
     try:
-        for f in files:
+        for f in (HERE / "package.json", HERE / "package-lock.json"):
             shutil.copyfile(f, tmp / f.name)
         cmd = [npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts", "--cache",
                str(root / "_cacache")]
@@ -99,6 +105,7 @@ def install() -> Path:
             raise InstallError(f"npm installed {PACKAGE}@{got['version']}, "
                                f"expected {pinned_version()}")
         (tmp / ".complete").write_text(got["version"] + "\n")
+        tmp.chmod(0o755)
         if target.exists():  # an unfinished folder left behind
             shutil.rmtree(target, ignore_errors=True)
         try:
