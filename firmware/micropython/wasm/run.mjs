@@ -1,7 +1,7 @@
 // The firmware under MicroPython (its WebAssembly build) in Node.js, on stdin/stdout.
 //
 //   node run.mjs --micropython PATH/micropython.mjs [--firmware DIR] [--dtype f32]
-//                [--boot N] [--heap BYTES] [--mem]
+//                [--boot N] [--board sim|wire] [--heap BYTES] [--mem]
 //
 // Every .py file of DIR (default: the folder above this one) goes into MicroPython's
 // file system, and stdio_main.make_core() builds the firmware's protocol core. Node's
@@ -18,7 +18,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 
 function parse(argv) {
   const here = path.dirname(fileURLToPath(import.meta.url));
-  const opts = { firmware: path.dirname(here), dtype: "i16", boot: 0, heap: 196608, mem: false };
+  const opts = { firmware: path.dirname(here), dtype: "i16", boot: 0, board: "sim", heap: 196608, mem: false };
   for (let i = 0; i < argv.length; i++) {
     const key = argv[i].replace(/^--/, "");
     if (key === "mem") opts.mem = true;
@@ -27,6 +27,7 @@ function parse(argv) {
   }
   if (!opts.micropython) throw new Error("run.mjs: --micropython PATH is required");
   if (!["i16", "f32"].includes(opts.dtype)) throw new Error(`run.mjs: bad --dtype ${opts.dtype}`);
+  if (!["sim", "wire"].includes(opts.board)) throw new Error(`run.mjs: bad --board ${opts.board}`);
   return opts;
 }
 
@@ -59,14 +60,14 @@ function write(bytes) {
   }
 }
 
-const GLUE = (boot, dtype) => `
+const GLUE = (boot, dtype, board) => `
 import sys
 sys.path.insert(0, "/firmware")
 import binascii
 import gc
 import stdio_main
 
-core = stdio_main.make_core(boot=${boot}, dtype="${dtype}")
+core = stdio_main.make_core(boot=${boot}, dtype="${dtype}", board="${board}")
 
 
 def feed(text):
@@ -94,7 +95,7 @@ for (const name of fs.readdirSync(opts.firmware).filter((n) => n.endsWith(".py")
   mp.FS.writeFile(`/firmware/${name}`, fs.readFileSync(path.join(opts.firmware, name)));
 }
 try {
-  mp.runPython(GLUE(Number(opts.boot), opts.dtype));
+  mp.runPython(GLUE(Number(opts.boot), opts.dtype, opts.board));
   const feed = mp.globals.get("feed"), heap = mp.globals.get("heap");
   for (let data = read(4096); data !== null; data = read(4096)) {
     const [rows, grown, frames] = feed(data.toString("hex")).split(" ");

@@ -119,16 +119,16 @@ def install() -> Path:
 
 
 def command(runtime: str, firmware: Path = FIRMWARE, dtype: str = "i16", boot: int = 0,
-            mem: bool = False) -> list[str]:
+            mem: bool = False, board: str = "sim") -> list[str]:
     """The command line that serves ``firmware`` on stdin/stdout under ``runtime``."""
+    common = ["--dtype", dtype, "--boot", str(boot), "--board", board]
     if runtime == "cpython":
-        return [sys.executable, str(firmware / "stdio_main.py"), "--dtype", dtype,
-                "--boot", str(boot)]
+        return [sys.executable, str(firmware / "stdio_main.py"), *common]
     if runtime != "micropython":
         raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
     node, _ = tools()
     return [node, str(HERE / "run.mjs"), "--micropython", str(install()), "--firmware",
-            str(firmware), "--dtype", dtype, "--boot", str(boot), *(["--mem"] if mem else [])]
+            str(firmware), *common, *(["--mem"] if mem else [])]
 
 
 def frames(buffer: bytearray, data: bytes) -> list[bytes]:
@@ -150,6 +150,7 @@ class FirmwareProcess:
         dtype: Values on the wire, ``"i16"`` or ``"f32"``.
         faults: Link faults (:class:`phys.devices.faults.Faults`); none by default.
         fault_seed: Seed of the fault draws.
+        board: ``"sim"`` (the circuit model) or ``"wire"`` (outputs = inputs).
         mem: Report each batch's heap use (MicroPython): :attr:`mem` gets a tuple
             ``(rows, bytes allocated answering, bytes live after, bytes free after)``.
 
@@ -158,8 +159,10 @@ class FirmwareProcess:
     """
 
     def __init__(self, runtime: str = "micropython", *, firmware: Path = FIRMWARE,
-                 dtype: str = "i16", faults=None, fault_seed: int = 0, mem: bool = False):
+                 dtype: str = "i16", faults=None, fault_seed: int = 0, mem: bool = False,
+                 board: str = "sim"):
         self.runtime, self.firmware, self.dtype, self.mem_on = runtime, firmware, dtype, mem
+        self.board = board
         self.faults = faults
         self.rng = random.Random(fault_seed)
         self.faults_struck: dict[str, int] = {}
@@ -180,7 +183,7 @@ class FirmwareProcess:
     # -- the process ---------------------------------------------------------------------
     def _spawn(self) -> subprocess.Popen:
         proc = subprocess.Popen(command(self.runtime, self.firmware, self.dtype, self.boots,
-                                        self.mem_on),
+                                        self.mem_on, self.board),
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, bufsize=0)
         threading.Thread(target=self._drain, args=(proc,), daemon=True).start()
