@@ -1,8 +1,8 @@
 """The firmware with the circuit model (``sim_board``) on a byte stream.
 
 The same protocol core and board as on the Pico, with the serial line given as two
-functions: under CPython ``python stdio_main.py [--dtype f32] [--boot N] [--board wire]`` serves on
-its stdin and stdout; under MicroPython ``wasm/run.mjs`` feeds :func:`make_core`'s core
+functions: under CPython ``python stdio_main.py [--dtype f32] [--boot N] [--board
+wire]`` serves on its stdin and stdout; under MicroPython ``wasm/run.mjs`` feeds :func:`make_core`'s core
 with the bytes of Node's stdin and writes its frames to Node's stdout.
 """
 

@@ -75,6 +75,15 @@ def test_check_device_passes(start):
     assert {"deterministic", "batch-split", "seeded", "range-inclusive"} <= set(passed)
 
 
+def test_the_pico_s_serve_loop_under_micropython(micropython_js):
+    runner = sys.modules["physnn_firmware_runner"]
+    with runner.FirmwareProcess("micropython", loop="python") as fw:  # physproto.serve
+        with SerialDevice(fw.port) as dev:
+            x = torch.rand(50, 4, generator=torch.Generator().manual_seed(1)) * IN_MAX
+            assert torch.equal(dev.query(x), reference(x, "i16").to(torch.float32))
+            assert dev.ping(b"\x00\x00") >= 0
+
+
 def test_set_ping_reset_and_retry_from_memory(start):
     fw = start()
     settle = P.set_payload(0, [250.0], "i16", 0, sim_board.SETTLE_MAX_US)

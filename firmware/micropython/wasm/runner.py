@@ -119,7 +119,7 @@ def install() -> Path:
 
 
 def command(runtime: str, firmware: Path = FIRMWARE, dtype: str = "i16", boot: int = 0,
-            mem: bool = False, board: str = "sim") -> list[str]:
+            mem: bool = False, board: str = "sim", loop: str = "js") -> list[str]:
     """The command line that serves ``firmware`` on stdin/stdout under ``runtime``."""
     common = ["--dtype", dtype, "--boot", str(boot), "--board", board]
     if runtime == "cpython":
@@ -128,7 +128,7 @@ def command(runtime: str, firmware: Path = FIRMWARE, dtype: str = "i16", boot: i
         raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
     node, _ = tools()
     return [node, str(HERE / "run.mjs"), "--micropython", str(install()), "--firmware",
-            str(firmware), *common, *(["--mem"] if mem else [])]
+            str(firmware), *common, "--loop", loop, *(["--mem"] if mem else [])]
 
 
 def frames(buffer: bytearray, data: bytes) -> list[bytes]:
@@ -151,6 +151,8 @@ class FirmwareProcess:
         faults: Link faults (:class:`phys.devices.faults.Faults`); none by default.
         fault_seed: Seed of the fault draws.
         board: ``"sim"`` (the circuit model) or ``"wire"`` (outputs = inputs).
+        loop: Under MicroPython, ``"js"`` (Node's loop feeds the core) or ``"python"``
+            (``physproto.serve``, the loop of the Pico's ``main.py``).
         mem: Report each batch's heap use (MicroPython): :attr:`mem` gets a tuple
             ``(rows, bytes allocated answering, bytes live after, bytes free after)``.
 
@@ -160,9 +162,9 @@ class FirmwareProcess:
 
     def __init__(self, runtime: str = "micropython", *, firmware: Path = FIRMWARE,
                  dtype: str = "i16", faults=None, fault_seed: int = 0, mem: bool = False,
-                 board: str = "sim"):
+                 board: str = "sim", loop: str = "js"):
         self.runtime, self.firmware, self.dtype, self.mem_on = runtime, firmware, dtype, mem
-        self.board = board
+        self.board, self.loop = board, loop
         self.faults = faults
         self.rng = random.Random(fault_seed)
         self.faults_struck: dict[str, int] = {}
@@ -183,7 +185,7 @@ class FirmwareProcess:
     # -- the process ---------------------------------------------------------------------
     def _spawn(self) -> subprocess.Popen:
         proc = subprocess.Popen(command(self.runtime, self.firmware, self.dtype, self.boots,
-                                        self.mem_on, self.board),
+                                        self.mem_on, self.board, self.loop),
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, bufsize=0)
         threading.Thread(target=self._drain, args=(proc,), daemon=True).start()
