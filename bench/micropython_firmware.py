@@ -76,6 +76,11 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--batch must be 1..32 (the firmware's max_batch)")
     torch.set_num_threads(1)
     runner = load_runner()
+    try:
+        runner.tools()
+    except runner.NodeMissing as err:
+        print(f"not measured: {err}")
+        return
     t0 = time.perf_counter()
     cached = (runner.install_folder() / ".complete").exists()
     runner.install()
