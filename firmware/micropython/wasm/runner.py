@@ -279,9 +279,12 @@ class FirmwareProcess:
             except (OSError, ValueError):  # the process was replaced meanwhile
                 continue
             for f in ready:
+                if f is not self.master and out is not self.proc.stdout:
+                    device.clear()  # a reset restarted the firmware: its old output is gone
+                    continue
                 try:
                     data = os.read(f if f is self.master else out.fileno(), 4096)
-                except OSError:
+                except (OSError, ValueError):
                     data = b""
                 if f is self.master:
                     for frame in frames(host, data):
@@ -289,9 +292,8 @@ class FirmwareProcess:
                 elif data:
                     for frame in frames(device, data):
                         self._pass("out", frame)
-                else:  # the firmware ended
-                    if out is self.proc.stdout:
-                        self._stop.wait(0.02)
+                else:  # the firmware ended: wait for close() or a restart
+                    self._stop.wait(0.02)
 
     def close(self) -> None:
         self._stop.set()
