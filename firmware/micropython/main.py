@@ -13,7 +13,7 @@ import sys
 import micropython
 from machine import Pin
 
-from physproto import Core
+from physproto import Core, serve
 from pico_board import PicoBoard
 
 if Pin(22, Pin.IN, Pin.PULL_UP).value() == 0:  # GP22 tied to GND at power-up: keep the REPL
@@ -26,11 +26,15 @@ core = Core(PicoBoard(), max_batch=32, max_frame=1024,
 stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
 poll = select.poll()
 poll.register(sys.stdin, select.POLLIN)
-while True:
-    if not poll.poll(1000):
-        continue
+
+
+def read(n):
+    """Up to ``n`` bytes from USB-CDC; empty after a second without any."""
     data = bytearray()
-    while len(data) < 256 and poll.poll(0):
-        data += stdin.read(1)
-    for out in core.feed(data):
-        stdout.write(out)
+    if poll.poll(1000):
+        while len(data) < n and poll.poll(0):
+            data += stdin.read(1)
+    return data
+
+
+serve(core, read, stdout.write)

@@ -37,6 +37,8 @@ BUSY, BATCH_TOO_LARGE, BAD_SET, HARDWARE = 5, 6, 7, 8
 
 I16_MAX = 32767
 MAX_PING = 64
+_SIZES = {"i16": 2, "f32": 4}
+_CODES = {"i16": "h", "f32": "f"}
 
 _TABLE = None
 
@@ -121,6 +123,10 @@ def error_frame(seq, code, text):
     return frame(ERROR, seq, struct.pack("<H", code) + text.encode())
 
 
+def _f32(value):
+    return struct.unpack("<f", struct.pack("<f", value))[0]
+
+
 def to_i16(value, lo, hi):
     """``lo .. hi`` to -32767 .. 32767 (clipped)."""
     value = min(max(value, lo), hi)
@@ -142,10 +148,17 @@ class Core:
         board: The hardware (or its model); see the module docstring.
         max_batch: Most rows one QUERY may carry.
         max_frame: Largest body accepted, bytes (at least 256).
+        boot: Boot number reported in INFO (bumped by every power-up).
+        dtype: Values on the wire: ``"i16"`` (scaled over the board's ranges) or
+            ``"f32"`` (volts as float32).
     """
 
-    def __init__(self, board, max_batch=32, max_frame=1024, boot=0):
+    def __init__(self, board, max_batch=32, max_frame=1024, boot=0, dtype="i16"):
+        if dtype not in _SIZES:
+            raise ValueError("dtype must be 'i16' or 'f32', got %r" % (dtype,))
         self.board = board
+        self.dtype = dtype
+        self.size = _SIZES[dtype]
         self.max_batch = max_batch
         self.max_frame = max_frame
         self.limit = max_frame + max_frame // 254 + 1  # longest encoded frame kept
@@ -167,7 +180,7 @@ class Core:
         return {
             "protocol": VERSION, "name": b.NAME, "firmware": FIRMWARE,
             "n_in": b.N_IN, "n_out": b.N_OUT, "in_min": b.IN_MIN, "in_max": b.IN_MAX,
-            "out_min": b.OUT_MIN, "out_max": b.OUT_MAX, "dtype": "i16",
+            "out_min": b.OUT_MIN, "out_max": b.OUT_MAX, "dtype": self.dtype,
             "max_batch": self.max_batch, "max_frame": self.max_frame,
             "params": b.PARAMS, "sample_time": b.SAMPLE_TIME, "boot": self.boot,
             "stochastic": getattr(b, "STOCHASTIC", True),
@@ -240,14 +253,34 @@ class Core:
             return error_frame(seq, BAD_SIZE, "no index")
         index = struct.unpack_from("<H", payload, 0)[0]
         params = [p for p in self.board.PARAMS if p["index"] == index]
-        if not params or len(payload) != 2 + 2 * params[0]["size"]:
+        if not params or len(payload) != 2 + self.size * params[0]["size"]:
             return error_frame(seq, BAD_SET, "index or size")
         p = params[0]
-        codes = struct.unpack_from("<%dh" % p["size"], payload, 2)
-        if min(codes) < -I16_MAX:
+        values = self.decode(payload, 2, p["size"], p["min"], p["max"])
+        if values is None:
             return error_frame(seq, OUT_OF_RANGE, p["name"])
-        self.board.set(index, [from_i16(c, p["min"], p["max"]) for c in codes])
+        self.board.set(index, values)
         return frame(ACK_SET, seq)
+
+    def decode(self, payload, offset, n, lo, hi):
+        """``n`` wire values from ``payload[offset:]`` as floats in ``lo .. hi``;
+        ``None`` when one lies outside (int16 -32768, or a float32 out of range or NaN)."""
+        raw = struct.unpack_from("<%d%s" % (n, _CODES[self.dtype]), payload, offset)
+        if self.dtype == "f32":
+            lo, hi = _f32(lo), _f32(hi)  # the bounds as the host rounds them
+            for v in raw:
+                if not lo <= v <= hi:
+                    return None
+            return list(raw)
+        if n and min(raw) < -I16_MAX:
+            return None
+        return [from_i16(c, lo, hi) for c in raw]
+
+    def encode(self, values, lo, hi):
+        """Values to send as wire bytes (int16 clipped to ``lo .. hi``)."""
+        if self.dtype == "f32":
+            return struct.pack("<%df" % len(values), *values)
+        return struct.pack("<%dh" % len(values), *[to_i16(v, lo, hi) for v in values])
 
     def query(self, seq, payload):
         b = self.board
@@ -256,19 +289,31 @@ class Core:
         count = struct.unpack_from("<H", payload, 0)[0]
         if count > self.max_batch:
             return error_frame(seq, BATCH_TOO_LARGE, "batch")
-        if len(payload) != 2 + 2 * count * b.N_IN:
+        if len(payload) != 2 + self.size * count * b.N_IN:
             return error_frame(seq, BAD_SIZE, "size")
-        codes = struct.unpack_from("<%dh" % (count * b.N_IN), payload, 2)
-        if count and min(codes) < -I16_MAX:
+        inputs = self.decode(payload, 2, count * b.N_IN, b.IN_MIN, b.IN_MAX)
+        if inputs is None:
             return error_frame(seq, OUT_OF_RANGE, "input")
         out = [struct.pack("<H", count)]
         try:
             for r in range(count):
-                row = codes[r * b.N_IN:(r + 1) * b.N_IN]
-                y = b.measure([from_i16(c, b.IN_MIN, b.IN_MAX) for c in row])
-                out.append(struct.pack("<%dh" % b.N_OUT,
-                                       *[to_i16(v, b.OUT_MIN, b.OUT_MAX) for v in y]))
+                y = b.measure(inputs[r * b.N_IN:(r + 1) * b.N_IN])
+                out.append(self.encode(y, b.OUT_MIN, b.OUT_MAX))
                 self.measured += 1
         except Exception as err:  # any board failure is reported, never fatal
             return error_frame(seq, HARDWARE, str(err))
         return frame(RESULT, seq, b"".join(out))
+
+
+def serve(core, read, write):
+    """Run ``core`` on a byte stream until ``read`` returns ``None`` (the line closed).
+
+    ``read(n)`` returns up to ``n`` bytes (empty: nothing yet), ``write(frame)`` sends
+    one frame.
+    """
+    while True:
+        data = read(256)
+        if data is None:
+            return
+        for out in core.feed(bytes(data)):
+            write(out)
