@@ -249,12 +249,12 @@ class VisaDevice(Device):
             t0 = time.perf_counter()
             try:
                 out = self._measure(rows)
+                self._raise_errors(list(self._links.values()), "after a batch")
             except (VisaTimeout, VisaReplyError):
                 self._drain()
                 if attempt == self.retries:
                     raise
                 continue
-            self._raise_errors(list(self._links.values()), "after a batch")
             self._last_seconds = time.perf_counter() - t0
             return torch.tensor(out, dtype=torch.float32)
         raise AssertionError("unreachable")  # pragma: no cover
