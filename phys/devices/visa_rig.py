@@ -37,11 +37,12 @@ from __future__ import annotations
 import math
 import re
 import string
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 __all__ = ["SCHEMA", "Inputs", "Instrument", "Output", "Rig", "RigError", "Trigger",
            "load_rig", "parse_rig"]
