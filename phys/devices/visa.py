@@ -19,6 +19,7 @@ Examples::
 from __future__ import annotations
 
 import re
+import struct
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -92,7 +93,19 @@ class _Link:
         self.call(command, lambda: self.handle.write(command))
 
     def query(self, command: str) -> str:
-        return self.call(command, lambda: self.handle.query(command))
+        """The reply to ``command``, without its termination.
+
+        Raises:
+            VisaReplyError: a reply that is not ASCII text (naming its bytes).
+        """
+        self.write(command)
+        raw = self.call(command, self.handle.read_raw)
+        try:
+            text = raw.decode("ascii")
+        except UnicodeDecodeError:
+            raise self.reply_error(command, raw, "not ASCII text") from None
+        end = self.inst.read_termination
+        return text[:-len(end)] if end and text.endswith(end) else text
 
     def reply_error(self, command: str, reply: Any, why: str) -> VisaReplyError:
         return VisaReplyError(f"{self.where()} answered {command!r} with {_short(reply)}: "
@@ -128,6 +141,30 @@ def parse_ascii(link: _Link, command: str, reply: str, separator: str,
     if len(values) != count:
         raise link.reply_error(command, reply, f"{len(values)} values, expected {count}")
     return values
+
+
+def read_block(link: _Link, command: str) -> bytes:
+    """The payload of the IEEE 488.2 definite-length block answering ``command``
+    (``#<n><length><payload>`` and the read termination), read strictly.
+
+    Raises:
+        VisaReplyError: anything else (naming the bytes read).
+    """
+    read = link.handle.read_bytes
+    head = link.call(command, lambda: read(2))
+    if head[:1] != b"#" or not head[1:2].isdigit() or head[1:2] == b"0":
+        raise link.reply_error(command, head, "not an IEEE 488.2 definite-length block")
+    digits = link.call(command, lambda: read(int(head[1:2])))
+    if not digits.isdigit():
+        raise link.reply_error(command, head + digits, "a block length that is not a number")
+    payload = link.call(command, lambda: read(int(digits))) if int(digits) else b""
+    end = link.inst.read_termination.encode()
+    if end:
+        tail = link.call(command, lambda: read(len(end)))
+        if tail != end:
+            raise link.reply_error(command, head + digits + payload[:16] + b"..." + tail,
+                                   "the block is longer than its header says")
+    return payload
 
 
 def _is_float(text: str) -> bool:
@@ -307,17 +344,14 @@ class VisaDevice(Device):
         return [values[r * out.n:(r + 1) * out.n] for r in range(rows)]
 
     def _read_block(self, link: _Link, command: str, out: Output, count: int) -> list[float]:
-        try:
-            values = link.call(command, lambda: link.handle.query_binary_values(
-                command, datatype=out.datatype, is_big_endian=out.big_endian,
-                container=list))
-        except (ValueError, TypeError, IndexError) as err:
-            raise link.reply_error(command, str(err), "not an IEEE 488.2 binary block "
-                                   f"of {count} values") from None
-        if len(values) != count:
-            raise link.reply_error(command, f"<block of {len(values)} values>",
-                                   f"{len(values)} values, expected {count}")
-        return values
+        link.write(command)
+        payload = read_block(link, command)
+        size = struct.calcsize(out.datatype)
+        if len(payload) != count * size:
+            raise link.reply_error(command, payload[:40], f"a block of {len(payload)} bytes, "
+                                   f"expected {count} values of {size} bytes")
+        order = ">" if out.big_endian else "<"
+        return list(struct.unpack(f"{order}{count}{out.datatype}", payload))
 
     # -- the error queues -------------------------------------------------------------
     def _read_errors(self, link: _Link) -> list[str]:
