@@ -320,6 +320,10 @@ class Rig:
             RigError: an instrument without a resource, or ``given`` naming an unknown one.
         """
         given = dict(given or {})
+        for name, value in given.items():
+            if not isinstance(value, str) or not value:
+                raise RigError(f"resources[{name!r}] must be a VISA resource string such as "
+                               f"'ASRL/dev/ttyUSB0::INSTR', got {value!r}")
         unknown = sorted(set(given) - set(self.instruments))
         if unknown:
             raise RigError(f"resources names instrument {unknown[0]!r}, which {self.source} "

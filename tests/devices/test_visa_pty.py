@@ -159,6 +159,14 @@ def test_a_garbled_binary_block_is_refused(lab, tmp_path):
     assert GARBLED.startswith(b"\x8f#")  # a '#' that does not start a valid block
 
 
+def test_a_block_with_the_wrong_number_of_values(lab, tmp_path):
+    with opener(lab, rig(tmp_path, ("n = 3", "n = 4")), retries=0)() as dev:
+        with pytest.raises(VisaReplyError, match=r"instrument 'scope' .* answered 'FETC:DATA\?' "
+                                                 r"with b'.*': a block of 12 bytes, expected 4 "
+                                                 r"values of 4 bytes"):
+            dev.query(torch.tensor(ROW))
+
+
 def test_a_garbled_reply_is_measured_again(lab, tmp_path):
     with opener(lab, rig(tmp_path), retries=1)() as dev:
         clean = dev.query(torch.tensor(ROW))

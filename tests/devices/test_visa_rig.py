@@ -218,6 +218,12 @@ def test_resources_naming_an_unknown_instrument():
         rig.resources("ASRL1::INSTR", {"dmm": "ASRL2::INSTR"})
 
 
+def test_resources_must_be_strings():
+    rig = parse_rig(GOOD, "rig.toml")
+    with pytest.raises(RigError, match=r"resources\['scope'\] must be a VISA resource string"):
+        rig.resources("ASRL1::INSTR", {"scope": 5})
+
+
 def test_the_documented_example_rig_checks():
     rig = load_rig(ROOT / "examples" / "scpi_rig.toml")
     assert rig.n_out == 3 and rig.inputs.n == 4 and set(rig.instruments) == {"gen", "scope"}
