@@ -213,6 +213,7 @@ class VisaDevice(Device):
         self._links: dict[str, _Link] = {}
         self._manager: Any = None
         self._last_seconds: float | None = None
+        self._unsure = False  # after a failed exchange: what is buffered is unknown
         self.idn = self._open()
         r = self.rig
         self.info = DeviceInfo(
@@ -220,7 +221,10 @@ class VisaDevice(Device):
             in_max=r.in_range[1], max_batch=r.max_batch, stochastic=r.stochastic,
             exclusive=True, recoverable=True,
             extra={"rig": r.source, "resources": dict(self._resources), "idn": self.idn,
-                   "batch": r.batch, "settle_seconds": r.settle, "backend": backend})
+                   "batch": r.batch, "settle_seconds": r.settle, "backend": backend,
+                   "commands": {"set": r.inputs.set,
+                                "trigger": None if r.trigger is None else r.trigger.command,
+                                "read": [o.query for o in r.outputs]}})
 
     # -- opening ----------------------------------------------------------------------
     def _open(self) -> dict[str, str]:
@@ -278,23 +282,27 @@ class VisaDevice(Device):
         """
         self._close()
         self.idn = self._open()
+        self._unsure = False
 
     # -- measuring --------------------------------------------------------------------
     def _query(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.double().cpu().tolist()
-        for attempt in range(self.retries + 1):
+        failure: Exception | None = None
+        for _ in range(self.retries + 1):
             t0 = time.perf_counter()
             try:
+                if self._unsure:
+                    self._resync()
+                    self._unsure = False
                 out = self._measure(rows)
                 self._raise_errors(list(self._links.values()), "after a batch")
-            except (VisaTimeout, VisaReplyError):
-                self._drain()
-                if attempt == self.retries:
-                    raise
+            except (VisaTimeout, VisaReplyError) as err:
+                failure, self._unsure = err, True  # resync before the next exchange
                 continue
             self._last_seconds = time.perf_counter() - t0
             return torch.tensor(out, dtype=torch.float32)
-        raise AssertionError("unreachable")  # pragma: no cover
+        assert failure is not None
+        raise failure
 
     def _measure(self, rows: list[list[float]]) -> list[list[float]]:
         if self.rig.batch == "instrument":
@@ -382,9 +390,21 @@ class VisaDevice(Device):
         seconds, self._last_seconds = self._last_seconds, None
         return seconds, None
 
-    def _drain(self) -> None:
+    def _resync(self) -> None:
+        """After a timeout or a bad reply: throw away what is buffered, then ``*OPC?`` each
+        instrument and read until its ``1`` (a late reply to an earlier query comes
+        before it, so it cannot be taken for a new one); the errors the failed attempt
+        left in the queues are read and dropped."""
         for link in self._links.values():
             link.drain()
+            link.write("*OPC?")
+            for _ in range(MAX_ERRORS):
+                if link.call("*OPC?", link.handle.read_raw).strip() == b"1":
+                    break
+            else:
+                raise link.reply_error("*OPC?", "...", f"no 1 among {MAX_ERRORS} replies")
+            link.drain()  # a second 1, when the 1 read was a late one
+            self._read_errors(link)
 
     def _close(self) -> None:
         for link in self._links.values():

@@ -123,7 +123,11 @@ def test_a_lost_reply_is_measured_again(lab, tmp_path):
         lab.inject("timeout")
         assert torch.equal(dev.query(torch.tensor(ROW)), clean)
     assert lab.stats["timeout"] == 1
-    assert lab.received("gen")[:4] == ROW_WRITES and lab.received("gen")[4:8] == ROW_WRITES
+    # the row, then a resync (*OPC? answered 1, the error queue read), then the row again
+    resync = [b"*OPC?\n", b"SYST:ERR?\n"]
+    assert lab.received("gen") == ROW_WRITES + resync + ROW_WRITES + [b"SYST:ERR?\n"]
+    assert lab.received("scope") == [b"INIT\n", b"*OPC?\n", *resync, b"INIT\n", b"*OPC?\n",
+                                     b"FETC:DATA?\n", b"SYST:ERR?\n"]
 
 
 def test_a_lost_reply_without_retries_names_instrument_and_command(lab, tmp_path):
