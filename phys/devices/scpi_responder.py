@@ -43,7 +43,7 @@ from phys.devices.scpi_instrument import ScpiBench, ScpiCommandError, ScpiPort, 
 __all__ = ["FAULT_KINDS", "ScpiFaults", "ScpiResponder", "main"]
 
 #: The faults a responder can inject.
-FAULT_KINDS = ("timeout", "garble", "error")
+FAULT_KINDS = ("timeout", "garble", "error", "late")
 #: What a garbled reply looks like on the wire (before the terminator).
 GARBLED = b"\x8f#?\xa5~GARBLE"
 #: Most lines kept per port in :meth:`ScpiResponder.received`.
@@ -53,25 +53,32 @@ _READ = 65536
 
 @dataclass
 class ScpiFaults:
-    """Chances, per reply (``timeout``, ``garble``) or per ``INIT`` (``error``), of a fault.
+    """Chances, per reply (``timeout``, ``garble``, ``late``) or per ``INIT`` (``error``),
+    of a fault.
 
     Args:
         timeout: The reply is not sent (the host times out).
         garble: The reply is replaced by :data:`GARBLED`.
         error: ``INIT`` measures but queues ``-240,"Hardware error"``.
+        late: The reply is sent ``late_seconds`` late (after the host gave up on it).
         seed: Seeds the draws.
+        late_seconds: How late a late reply is, in seconds.
     """
 
     timeout: float = 0.0
     garble: float = 0.0
     error: float = 0.0
+    late: float = 0.0
     seed: int = 0
+    late_seconds: float = 0.5
 
     def __post_init__(self) -> None:
         for kind in FAULT_KINDS:
             rate = getattr(self, kind)
             if not isinstance(rate, (int, float)) or not 0.0 <= rate <= 1.0:
                 raise ValueError(f"fault rate {kind} must be in [0, 1], got {rate!r}")
+        if not isinstance(self.late_seconds, (int, float)) or not 0 <= self.late_seconds <= 60:
+            raise ValueError(f"late_seconds must be in [0, 60], got {self.late_seconds!r}")
 
 
 @dataclass
@@ -232,6 +239,8 @@ class ScpiResponder:
                 return
             if self._draw("garble"):
                 reply = GARBLED
+            if self._draw("late"):
+                time.sleep(self.faults.late_seconds)
         self._pace(len(reply) + 1)
         self._write(link.master, reply + b"\n")
         self.stats["replies"] += 1

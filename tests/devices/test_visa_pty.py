@@ -141,6 +141,20 @@ def test_a_lost_reply_without_retries_names_instrument_and_command(lab, tmp_path
         assert dev.query(torch.tensor(ROW)).shape == (N_OUT,)
 
 
+@pytest.mark.parametrize("wait", ['"*OPC?"', '""'])
+def test_a_late_reply_is_not_taken_for_a_new_one(lab, tmp_path, wait):
+    """The reply to *OPC? (or the binary block itself) comes after the host gave up; the
+    resync reads past it, and the batch measured again is the right one."""
+    lab.faults.late_seconds = 0.5  # the rig waits 0.3 s
+    with opener(lab, rig(tmp_path, ('wait = "*OPC?"', f"wait = {wait}")), retries=1)() as dev:
+        other = torch.tensor([-0.5, 0.5, 0.25, -1.0])
+        first, second = dev.query(torch.tensor(ROW)), dev.query(other)
+        lab.inject("late")
+        assert torch.equal(dev.query(other), second)
+        assert torch.equal(dev.query(torch.tensor(ROW)), first)
+    assert lab.stats["late"] == 1
+
+
 def test_a_garbled_ascii_reply_names_instrument_command_and_reply(lab, tmp_path):
     changes = (('query = "FETC:DATA?"', 'query = "FETC?"'),
                ('format = "binary"', 'format = "ascii"'), ('wait = "*OPC?"', 'wait = ""'))
