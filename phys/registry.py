@@ -72,6 +72,9 @@ OPENERS: dict[str, Opener] = {
                         "recorded:measurements.h5", "recorded:phyll_acoustic")),
     "replay": Opener("phys.devices.replay:open_replay", (),
                      ("replay:x_data.csv,y_data.csv", "replay:measurements.h5")),
+    # SCPI instruments described by a rig file (option rig=...); sizes are the rig's
+    "visa": Opener("phys.devices.visa:open_visa", (),
+                   ("visa:ASRL/dev/ttyUSB0::INSTR", "visa:TCPIP::HOST::INSTR")),
 }
 
 
