@@ -42,7 +42,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 __all__ = ["SCHEMA", "Inputs", "Instrument", "Output", "Rig", "RigError", "Trigger",
            "load_rig", "parse_rig"]

@@ -275,7 +275,10 @@ def parse_sweep(text: str, *, source: str = "SWEEP.toml", out: str | Path | None
         >>> [p.label for p in sweep.points]
         ['seed=0', 'seed=1']
     """
-    import tomllib
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
 
     try:
         doc = tomllib.loads(text)
