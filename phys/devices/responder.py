@@ -3,8 +3,9 @@
 :class:`Responder` is what firmware does with each frame, written against the same
 :mod:`phys.devices.protocol` functions as the host driver: it answers HELLO with INFO,
 measures QUERY batches on a backend :class:`~phys.Device` (any simulator), applies SET to
-its settings (a gain and an offset per output channel), echoes PING, returns to the
-power-up state on RESET, refuses bad input with the protocol's error codes, and
+its settings (a gain and an offset per output channel, then the backend's own physical
+parameters, passed through to its ``set``), echoes PING, returns to the power-up state on
+RESET, refuses bad input with the protocol's error codes, and
 remembers its last answer so that a repeated request is answered without measuring
 again. After power-up (or RESET) it answers everything but HELLO with ERROR 8
 "restarted…", so a host notices a restart it did not ask for. It does no I/O and keeps
@@ -31,6 +32,8 @@ __all__ = ["Responder", "ResponderStats", "SETTING_LIMIT"]
 SETTING_LIMIT = 100.0
 #: Firmware version string the emulated device reports.
 FIRMWARE = "physnn-emulator 1"
+#: SET indexes of the host-side settings; the backend's parameters follow them.
+HOST_SETTINGS = ("gain", "offset")
 
 
 @dataclass
@@ -99,7 +102,10 @@ class Responder:
         self.max_batch = min(max_batch, info.max_batch, (P.MAX_BODY - 12) // (width * size))
         if self.max_batch < 1:
             raise ValueError(f"rows of {width} values do not fit in one frame")
-        need = max(P.MIN_MAX_FRAME, P.body_size(2 + self.max_batch * width * size))
+        self.params = self._settings(device, size)
+        largest = max(p["size"] for p in self.params)
+        need = max(P.MIN_MAX_FRAME, P.body_size(2 + self.max_batch * width * size),
+                   P.body_size(2 + largest * size))
         self.max_frame = need if max_frame is None else int(max_frame)
         if not P.MIN_MAX_FRAME <= self.max_frame <= P.MAX_BODY:
             raise ValueError(f"max_frame must be in {P.MIN_MAX_FRAME}..{P.MAX_BODY}, got "
@@ -108,19 +114,33 @@ class Responder:
         self.name = name or f"lab-{info.name}"
         self.stats = ResponderStats()
         self._rng = random.Random(seed)
-        self.params = [
-            {"index": 0, "name": "gain", "size": self.n_out, "min": -SETTING_LIMIT,
-             "max": SETTING_LIMIT},
-            {"index": 1, "name": "offset", "size": self.n_out, "min": -SETTING_LIMIT,
-             "max": SETTING_LIMIT},
-        ]
+        #: The backend's parameters at power-up (as it was handed over).
+        self._power_up_params = _params_state(device)
         self.power_up()
+
+    def _settings(self, device: Device, size: int) -> list[dict[str, Any]]:
+        """INFO's ``params``: gain and offset, then each backend parameter whose SET fits
+        in one frame (its values flattened, row-major), with its units."""
+        out: list[dict[str, Any]] = [
+            {"index": i, "name": name, "size": self.n_out, "min": -SETTING_LIMIT,
+             "max": SETTING_LIMIT, "units": ""} for i, name in enumerate(HOST_SETTINGS)]
+        for spec in device.info.params if callable(getattr(device, "set", None)) else ():
+            count = math.prod(spec.shape)
+            if (spec.name in HOST_SETTINGS or spec.min >= spec.max
+                    or P.body_size(2 + count * size) > P.MAX_BODY):
+                continue  # a name the host settings take, a fixed value, or too large
+            out.append({"index": len(out), "name": spec.name, "size": count,
+                        "min": spec.min, "max": spec.max, "units": spec.units,
+                        "shape": list(spec.shape)})
+        return out
 
     # -- state ------------------------------------------------------------------------
     def power_up(self) -> None:
         """The state after power-up: unit gain, zero offset, no remembered answer."""
         self.gain = np.ones(self.n_out)
         self.offset = np.zeros(self.n_out)
+        if self._power_up_params:
+            self.device.load_params_state(self._power_up_params)
         self._last: tuple[int, bytes, list[bytes]] | None = None
         self.greeted = False  # until a HELLO, requests are answered ERROR 8 "restarted"
         self.boot = self._rng.randrange(1 << 31)
@@ -238,5 +258,21 @@ class Responder:
                                                  f"[{p['min']}, {p['max']}]")
         if p["name"] == "gain":
             self.gain = values
-        else:
+        elif p["name"] == "offset":
             self.offset = values
+        else:
+            try:
+                self.device.set(p["name"], torch.from_numpy(values).reshape(p["shape"]))
+            except ValueError as err:
+                raise P.PayloadError(P.OUT_OF_RANGE, str(err)) from None
+            except RuntimeError as err:
+                raise P.PayloadError(P.HARDWARE, f"SET {p['name']} failed: {err}") from None
+
+
+def _params_state(device: Device) -> dict[str, torch.Tensor]:
+    """The backend's parameter values, when it has parameters and can restore them."""
+    state = getattr(device, "params_state", None)
+    if not device.info.params or not callable(state) \
+            or not callable(getattr(device, "load_params_state", None)):
+        return {}
+    return state()

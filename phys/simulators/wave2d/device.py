@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from phys.device import DeviceInfo, validate_batch
+from phys.device import DeviceInfo, ParamSpec, validate_batch
 from phys.simulators._checks import check_int
 from phys.simulators.base import Simulator
 from phys.simulators.wave2d.config import Wave2DConfig
@@ -44,6 +44,15 @@ class Wave2D(Simulator):
     ``mean_n u[n]^2`` in these units (at most 1); with ``normalize=True`` each row is
     divided by its sum over probes.
 
+    Physical parameter ``permittivity`` (``info.params``; :meth:`set`): the relative
+    permittivity ``eps = (c0 / c_lin)^2`` of each cell of the design region, the box
+    between the sources and the probes where the scatterers or the lens lie, as
+    wavetorch trains it (``c_lin = c0 / sqrt(eps)`` there). Its range spans the two
+    materials, ``c0`` and ``c1``, so the CFL step stays valid; the default is the seeded
+    medium. The source gain stays the one calibrated for that medium. Gradients with
+    respect to it (``simulate(x, params=...)``, :meth:`param_vjp`) run plain autograd
+    through every step (``O(n_steps)`` memory).
+
     :meth:`to` moves the medium to another torch device (a GPU); off the CPU the torch
     backend runs, since the native kernels are CPU-only (``info.extra["backend_note"]``
     says so), and ``backend="native"`` given explicitly refuses to move.
@@ -60,6 +69,7 @@ class Wave2D(Simulator):
             the CPU: see :meth:`to`).
         sources, probes: Cells ``(n, 2)`` of the sources and probes.
         c_lin: Linear wave speed (m/s), ``(Nx, Ny)``.
+        design_box: ``(x_lo, x_hi, y_lo, y_hi)``, inclusive cells of the design region.
         damping: Absorbing-layer damping ``b`` (1/s), ``(Nx, Ny)``.
         gain: Source gain that keeps the linear field within ``[-1, 1]``.
 
@@ -99,6 +109,7 @@ class Wave2D(Simulator):
         self._waveform = self._source_waveform()
         self.gain = self._calibrate(max(abs(self.info.in_min), abs(self.info.in_max)))
         self._waveform = self._waveform * self.gain
+        self._declare_permittivity()
 
     # -- construction -------------------------------------------------------------------
     def _device_info(self) -> DeviceInfo:
@@ -135,6 +146,7 @@ class Wave2D(Simulator):
         gen = torch.Generator().manual_seed(cfg.seed)
         self.sources, self.probes, box = placements(nx, ny, cfg.pml, cfg.source_count,
                                                     cfg.n_out, cfg.placement, gen)
+        self.design_box = box
         self.c_lin = speed_map(cfg.medium, nx, ny, box, cfg.c0, cfg.c1, cfg.n_scatterers,
                                cfg.scatterer_radius, gen)
         self.damping = damping(nx, ny, cfg.pml, cfg.pml_sigma, cfg.pml_order)
@@ -146,6 +158,36 @@ class Wave2D(Simulator):
         stepper = _NativeStepper if self.backend == "native" else _Stepper
         self._stepper = stepper(kappa, self.damping * dt, self.c_lin * (dt / h),
                                 self.c_nl * dt / h, self.sources, self.probes, self.dtype)
+
+    def _design(self) -> tuple[slice, slice]:
+        x_lo, x_hi, y_lo, y_hi = self.design_box
+        return slice(x_lo, x_hi + 1), slice(y_lo, y_hi + 1)
+
+    def _declare_permittivity(self) -> None:
+        """``permittivity`` over the design box, between the two materials' values."""
+        cfg = self.config
+        fast = cfg.c_max - max(cfg.c_nl, 0.0)  # the fastest linear speed the CFL step allows
+        slow = min(cfg.c0, cfg.c1)
+        if slow + min(cfg.c_nl, 0.0) <= 0:  # c1 may be too slow where the medium has none
+            slow = cfg.c0
+        eps = (cfg.c0 / self.c_lin[self._design()]) ** 2
+        lo = min((cfg.c0 / fast) ** 2, float(eps.min()))
+        hi = max((cfg.c0 / slow) ** 2, float(eps.max()))
+        spec = ParamSpec("permittivity", tuple(eps.shape), lo, hi, units="")
+        self._declare_params({"permittivity": (spec, eps)}, torch.float64)
+
+    def _speed(self, eps: torch.Tensor) -> torch.Tensor:
+        """The speed map with ``c0 / sqrt(eps)`` in the design box (differentiable)."""
+        inside = torch.zeros(self.grid, dtype=torch.bool, device=eps.device)
+        inside[self._design()] = True
+        region = torch.zeros(self.grid, dtype=eps.dtype, device=eps.device)
+        region[self._design()] = self.c0 / eps.sqrt()
+        return torch.where(inside, region, self.c_lin.to(device=eps.device, dtype=eps.dtype))
+
+    def _params_changed(self, names: tuple[str, ...]) -> None:
+        """The speed map and the stepper from the set permittivity."""
+        self.c_lin = self._speed(self._param_values["permittivity"].double()).detach()
+        self._build_stepper()
 
     # -- placement --------------------------------------------------------------------
     def _check_device(self, device: torch.device) -> None:
@@ -218,6 +260,12 @@ class Wave2D(Simulator):
         """Field at the probes for every step. Shape: ``(B, n_in)`` -> ``(n_steps, B, n_out)``."""
         x = x.to(self.dtype)
         drive = self._drive(x)
+        if self._param_given("permittivity"):
+            c_lin = self._speed(self._param("permittivity"))
+            if torch.is_grad_enabled() and (drive.requires_grad or c_lin.requires_grad):
+                return self._record_autograd(drive, c_lin)
+            with torch.no_grad():
+                return self._record_autograd(drive, c_lin)
         if not (torch.is_grad_enabled() and drive.requires_grad):
             with torch.no_grad():
                 return self._stepper.forward(drive, self.n_steps)[0]
@@ -225,12 +273,15 @@ class Wave2D(Simulator):
             return self._record_autograd(drive)
         return _WaveFunction.apply(drive, self._stepper, self.n_steps, self.checkpoint_every)
 
-    def _record_autograd(self, drive: torch.Tensor) -> torch.Tensor:
+    def _record_autograd(self, drive: torch.Tensor,
+                         c_lin: torch.Tensor | None = None) -> torch.Tensor:
         """Reference for :meth:`_record`: plain autograd through every step (``O(n_steps)``
-        memory), on ``(B, Nx, Ny)`` fields with padding; independent of :class:`_Stepper`."""
+        memory), on ``(B, Nx, Ny)`` fields with padding; independent of :class:`_Stepper`.
+        ``c_lin`` replaces the speed map (gradients flow into it)."""
         kappa = (1.0 / (1.0 + self.damping * self.dt)).to(self.dtype)
         bc = -(1.0 - self.damping * self.dt).to(self.dtype) * kappa
-        chat = (self.c_lin * (self.dt / self.h)).to(self.dtype)
+        c_lin = self.c_lin if c_lin is None else c_lin
+        chat = (c_lin * (self.dt / self.h)).to(self.dtype)
         cnl = self.c_nl * self.dt / self.h
         batch = drive.shape[1]
         u_prev = u = torch.zeros(batch, *self.grid, dtype=self.dtype, device=drive.device)
