@@ -48,6 +48,21 @@ class Wrapper(Device):
         self.torch_device = self.device.torch_device
         return self
 
+    def set(self, name: str, values: object) -> None:
+        """Set a physical parameter of the wrapped device (its ``info.params``)."""
+        self._of_device("set")(name, values)
+
+    def get(self, name: str) -> torch.Tensor:
+        """Read a physical parameter of the wrapped device."""
+        return self._of_device("get")(name)
+
+    def _of_device(self, method: str) -> Callable[..., object]:
+        found = getattr(self.device, method, None)
+        if not callable(found):
+            raise ValueError(f"device {self.device.info.name!r} has no {method}() for its "
+                             f"parameters")
+        return found
+
     def _lab_cost(self, n_samples: int) -> tuple[float | None, float | None]:
         return self.device._lab_cost(n_samples)
 
