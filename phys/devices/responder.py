@@ -254,7 +254,9 @@ class Responder:
         values = P.decode_values(data, self.dtype, p["min"], p["max"])
         bad = ~np.isfinite(values) | (values < p["min"]) | (values > p["max"])
         if bad.any():
-            raise P.PayloadError(P.OUT_OF_RANGE, f"{p['name']} value outside "
+            i = int(np.argmax(bad))
+            raise P.PayloadError(P.OUT_OF_RANGE, f"setting {p['name']!r} value "
+                                                 f"{float(values[i])!r} at [{i}] is outside "
                                                  f"[{p['min']}, {p['max']}]")
         if p["name"] == "gain":
             self.gain = values
