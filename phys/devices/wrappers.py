@@ -56,6 +56,15 @@ class Wrapper(Device):
         """Read a physical parameter of the wrapped device."""
         return self._of_device("get")(name)
 
+    def params_state(self) -> dict[str, torch.Tensor]:
+        """The wrapped device's parameter values (empty when it cannot give them)."""
+        state = getattr(self.device, "params_state", None)
+        return state() if callable(state) else {}
+
+    def load_params_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore :meth:`params_state` on the wrapped device."""
+        self._of_device("load_params_state")(state)
+
     def _of_device(self, method: str) -> Callable[..., object]:
         found = getattr(self.device, method, None)
         if not callable(found):
