@@ -126,3 +126,13 @@ def test_settings_survive_device_restarts() -> None:
             x = inputs(3, CAVITY["n_in"], seed)
             assert torch.equal(dev.query(x), ref.query(x))
         assert lab.stats.resets >= 2 and dev.link.reboots >= 1
+
+
+def test_an_i16_device_takes_the_parameter_to_within_one_step() -> None:
+    """int16 SET values span the parameter's own min .. max."""
+    with Emulator.serving("cavity", dtype="i16", out_range=(0.0, 20.0), **CAVITY) as lab, \
+            SerialDevice(lab.port) as dev:
+        dev.set("phase", phases())
+        got = lab.responder.device.get("phase")
+    step = 2 * math.pi / (2 * 32767)
+    assert (got - phases()).abs().max() <= step
