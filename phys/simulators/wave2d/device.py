@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from phys.device import DeviceInfo, ParamSpec, validate_batch
 from phys.simulators._checks import check_int
@@ -51,7 +52,7 @@ class Wave2D(Simulator):
     materials, ``c0`` and ``c1``, so the CFL step stays valid; the default is the seeded
     medium. The source gain stays the one calibrated for that medium. Gradients with
     respect to it (``simulate(x, params=...)``, :meth:`param_vjp`) run plain autograd
-    through every step (``O(n_steps)`` memory).
+    through every step, checkpointed (``O(sqrt(n_steps))`` fields kept).
 
     :meth:`to` moves the medium to another torch device (a GPU); off the CPU the torch
     backend runs, since the native kernels are CPU-only (``info.extra["backend_note"]``
@@ -273,23 +274,45 @@ class Wave2D(Simulator):
             return self._record_autograd(drive)
         return _WaveFunction.apply(drive, self._stepper, self.n_steps, self.checkpoint_every)
 
-    def _record_autograd(self, drive: torch.Tensor,
-                         c_lin: torch.Tensor | None = None) -> torch.Tensor:
-        """Reference for :meth:`_record`: plain autograd through every step (``O(n_steps)``
-        memory), on ``(B, Nx, Ny)`` fields with padding; independent of :class:`_Stepper`.
-        ``c_lin`` replaces the speed map (gradients flow into it)."""
-        kappa = (1.0 / (1.0 + self.damping * self.dt)).to(self.dtype)
-        bc = -(1.0 - self.damping * self.dt).to(self.dtype) * kappa
+    def _record_autograd(self, drive: torch.Tensor, c_lin: torch.Tensor | None = None,
+                         ) -> torch.Tensor:
+        """Reference for :meth:`_record`: plain autograd through every step, on
+        ``(B, Nx, Ny)`` fields with padding; independent of :class:`_Stepper`.
+
+        ``c_lin`` replaces the speed map (gradients flow into it); then the steps run in
+        chunks of ``checkpoint_every`` that are recomputed in the backward pass
+        (:func:`torch.utils.checkpoint.checkpoint`), so memory grows as
+        ``sqrt(n_steps)``; without it, as ``n_steps``."""
+        chunked = c_lin is not None and torch.is_grad_enabled()
         c_lin = self.c_lin if c_lin is None else c_lin
         chat = (c_lin * (self.dt / self.h)).to(self.dtype)
+        u_prev = u = torch.zeros(drive.shape[1], *self.grid, dtype=self.dtype,
+                                 device=drive.device)
+        every = self.checkpoint_every if chunked else self.n_steps
+        records = []
+        for first in range(0, self.n_steps, every):
+            last = min(first + every, self.n_steps)
+            if chunked:
+                u_prev, u, record = checkpoint(self._autograd_steps, u_prev, u, chat, drive,
+                                               first, last, use_reentrant=False)
+            else:
+                u_prev, u, record = self._autograd_steps(u_prev, u, chat, drive, first, last)
+            records.append(record)
+        return torch.cat(records)
+
+    def _autograd_steps(self, u_prev: torch.Tensor, u: torch.Tensor, chat: torch.Tensor,
+                        drive: torch.Tensor, first: int, last: int,
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Steps ``first .. last - 1`` of :meth:`_record_autograd`: the fields after them
+        and the probe record ``(last - first, B, n_out)``."""
+        kappa = (1.0 / (1.0 + self.damping * self.dt)).to(self.dtype).to(u.device)
+        bc = -(1.0 - self.damping * self.dt).to(self.dtype).to(u.device) * kappa
         cnl = self.c_nl * self.dt / self.h
-        batch = drive.shape[1]
-        u_prev = u = torch.zeros(batch, *self.grid, dtype=self.dtype, device=drive.device)
-        rows = torch.arange(batch, device=drive.device)[:, None]
+        rows = torch.arange(u.shape[0], device=u.device)[:, None]
         sx, sy = self.sources[:, 0], self.sources[:, 1]
         px, py = self.probes[:, 0], self.probes[:, 1]
         record = []
-        for n in range(self.n_steps):
+        for n in range(first, last):
             p = F.pad(u, (1, 1, 1, 1))
             lap = p[:, :-2, 1:-1] + p[:, 2:, 1:-1] + p[:, 1:-1, :-2] + p[:, 1:-1, 2:] - 4 * u
             q = chat + cnl * u * u
@@ -298,7 +321,7 @@ class Wave2D(Simulator):
                 u_next = u_next.index_put((rows, sx, sy), drive[n], accumulate=True)
             u_prev, u = u, u_next
             record.append(u[:, px, py])
-        return torch.stack(record)
+        return u_prev, u, torch.stack(record)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self._record(x).square().mean(0)
