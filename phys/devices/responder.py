@@ -77,11 +77,14 @@ class Responder:
         sample_time: Seconds one sample takes to measure, reported in INFO.
         name: Device name in INFO (default ``"lab-" + backend name``).
         seed: Seeds the ``boot`` number INFO reports after each power-up.
+        power_up_params: The backend's parameter values after power-up or RESET, by
+            name (default: its values now, as handed over).
     """
 
     def __init__(self, device: Device, *, dtype: str = "f32", max_batch: int = 256,
                  max_frame: int | None = None, out_range: Any = None, sample_time: float = 0.0,
-                 name: str | None = None, seed: int = 0) -> None:
+                 name: str | None = None, seed: int = 0,
+                 power_up_params: dict[str, torch.Tensor] | None = None) -> None:
         if not isinstance(device, Device):
             raise ValueError(f"the emulated device needs a phys.Device backend, got "
                              f"{type(device).__name__}")
@@ -114,17 +117,19 @@ class Responder:
         self.name = name or f"lab-{info.name}"
         self.stats = ResponderStats()
         self._rng = random.Random(seed)
-        #: The backend's parameters at power-up (as it was handed over).
-        self._power_up_params = _params_state(device)
-        self.power_up()
+        #: The backend's parameter values at power-up.
+        self.power_up_params = (_params_state(device) if power_up_params is None
+                                else dict(power_up_params))
+        self.power_up(restore=False)  # the backend is as handed over (maybe shared)
 
     def _settings(self, device: Device, size: int) -> list[dict[str, Any]]:
-        """INFO's ``params``: gain and offset, then each backend parameter whose SET fits
-        in one frame (its values flattened, row-major), with its units."""
+        """INFO's ``params``: gain and offset, then each parameter of a backend that can
+        save and load them (``params_state``, ``load_params_state``) whose SET fits in
+        one frame (its values flattened, row-major), with its units."""
         out: list[dict[str, Any]] = [
             {"index": i, "name": name, "size": self.n_out, "min": -SETTING_LIMIT,
              "max": SETTING_LIMIT, "units": ""} for i, name in enumerate(HOST_SETTINGS)]
-        for spec in device.info.params if callable(getattr(device, "set", None)) else ():
+        for spec in device.info.params if _params_state(device) else ():
             count = math.prod(spec.shape)
             if (spec.name in HOST_SETTINGS or spec.min >= spec.max
                     or P.body_size(2 + count * size) > P.MAX_BODY):
@@ -135,12 +140,17 @@ class Responder:
         return out
 
     # -- state ------------------------------------------------------------------------
-    def power_up(self) -> None:
-        """The state after power-up: unit gain, zero offset, no remembered answer."""
+    def power_up(self, restore: bool = True) -> None:
+        """The state after power-up: unit gain, zero offset, no remembered answer, the
+        backend's parameters at :attr:`power_up_params` (set on the backend now with
+        ``restore``; else before this device's next measurement)."""
         self.gain = np.ones(self.n_out)
         self.offset = np.zeros(self.n_out)
-        if self._power_up_params:
-            self.device.load_params_state(self._power_up_params)
+        #: This device's values of the backend's parameters (the backend may serve
+        #: other clients with theirs in between).
+        self.param_values = dict(self.power_up_params)
+        if restore:
+            self._apply_params()
         self._last: tuple[int, bytes, list[bytes]] | None = None
         self.greeted = False  # until a HELLO, requests are answered ERROR 8 "restarted"
         self.boot = self._rng.randrange(1 << 31)
@@ -223,6 +233,14 @@ class Responder:
         except P.PayloadError as err:
             return [self._error(seq, err.code, str(err))], 0
 
+    def _apply_params(self) -> None:
+        """Put this device's parameter values on the backend, unless they are there."""
+        if not self.param_values:
+            return
+        now = self.device.params_state()
+        if any(not torch.equal(now[k], v) for k, v in self.param_values.items()):
+            self.device.load_params_state(self.param_values)
+
     def _query(self, seq: int, payload: bytes) -> tuple[list[bytes], int]:
         if len(payload) >= 2:
             count = int.from_bytes(payload[:2], "little")
@@ -233,6 +251,7 @@ class Responder:
         rows = x.shape[0]
         if rows:
             try:
+                self._apply_params()
                 y = self.device.query(torch.from_numpy(x.astype(np.float32))).numpy()
             except (RuntimeError, ValueError) as err:
                 raise P.PayloadError(P.HARDWARE, f"measurement failed: {err}") from None
@@ -263,8 +282,11 @@ class Responder:
         elif p["name"] == "offset":
             self.offset = values
         else:
+            wanted = {**self.param_values, p["name"]: torch.from_numpy(values).reshape(
+                p["shape"])}
             try:
-                self.device.set(p["name"], torch.from_numpy(values).reshape(p["shape"]))
+                self.device.load_params_state(wanted)  # checks all, then sets
+                self.param_values = self.device.params_state()
             except ValueError as err:
                 raise P.PayloadError(P.OUT_OF_RANGE, str(err)) from None
             except RuntimeError as err:

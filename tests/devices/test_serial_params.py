@@ -136,3 +136,20 @@ def test_an_i16_device_takes_the_parameter_to_within_one_step() -> None:
         got = lab.responder.device.get("phase")
     step = 2 * math.pi / (2 * 32767)
     assert (got - phases()).abs().max() <= step
+
+
+def test_each_client_of_a_shared_backend_has_its_own_settings() -> None:
+    """Two hosts on one emulated rig: one's phases are not the other's, and a host that
+    connects later does not undo the first one's."""
+    x = inputs(4, CAVITY["n_in"])
+    ref = phys.open("cavity", **CAVITY)
+    plain = ref.query(x)
+    ref.set("phase", phases())
+    tuned = ref.query(x)
+    with Emulator.serving("cavity", tcp=0, clients=2, **CAVITY) as lab:
+        with SerialDevice(lab.port, **FAST) as a:
+            a.set("phase", phases())
+            with SerialDevice(lab.port, **FAST) as b:
+                assert torch.equal(b.query(x), plain)
+                assert torch.equal(a.query(x), tuned)
+                assert torch.equal(b.query(x), plain)
