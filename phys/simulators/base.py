@@ -165,6 +165,8 @@ class Simulator(Device):
         names = tuple(self._specs().specs) if names is None else tuple(names)
         for name in names:
             self._specs().spec(name)
+        if not names:
+            return {}
         leaves = {name: self._param_values[name].detach().clone().requires_grad_(True)
                   for name in names}
         with torch.enable_grad():

@@ -9,15 +9,16 @@ field ``e`` that solves the self-consistent multiple-scattering equation
 and ``n_out`` detectors read the intensity ``|B u + C (alpha(|e|^2) * e)|^2``. ``A``,
 ``G``, ``B`` and ``C`` are fixed random complex matrices drawn from ``seed``. Intensities
 are in units of ``I_sat`` (so ``I_sat = 1``) and ``alpha0 = 1``: the scatterers'
-strength and phase live in ``G``.
+strength and phase live in ``G``. ``G`` has zero diagonal and spectral norm
+``coupling < 1``; since ``|d(alpha(|e|^2) e)/de| <= 1`` for every field, the map is a
+contraction for every input and the fixed-point iteration converges over the whole
+input range.
 
 Physical parameter ``phase`` (``info.params``; :meth:`Cavity.set`): each scatterer's
 response phase ``phi_k`` in radians, ``alpha_k(I) = exp(i phi_k) / (1 + I)``, as tuning a
-resonant scatterer's detuning turns the phase of what it re-radiates. The default
-``phi = 0`` is the fixed cavity above. ``G`` has zero diagonal and spectral norm
-``coupling < 1``; since ``|d(alpha(|e|^2) e)/de| <= 1`` for every field and every
-phase, the map is a contraction for every input and setting, and the fixed-point
-iteration converges over the whole input range.
+resonant scatterer's detuning turns the phase of what it re-radiates. A phase leaves
+``|d(alpha(|e|^2) e)/de|`` as it is, so the cavity converges for every setting. The
+default ``phi = 0`` is the fixed cavity above.
 """
 
 from __future__ import annotations
