@@ -233,3 +233,23 @@ def test_wave2d_parameter_gradients_do_not_depend_on_the_checkpoint_chunks() -> 
     assert grads[0].abs().max() > 0
     for g in grads[1:]:
         assert torch.allclose(g, grads[0], rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
+@pytest.mark.parametrize("label", list(SIMULATORS))
+def test_cuda_parameters_match_cpu(label: str) -> None:
+    make, name, _ = SIMULATORS[label]
+    cpu, gpu = make(dtype=torch.float64), make(dtype=torch.float64).to("cuda")
+    v = a_setting(cpu, name)
+    cpu.set(name, v)
+    gpu.set(name, v.cuda())
+    assert gpu.get(name).device.type == "cuda"
+    x = inputs(cpu, 3).double()
+    want = cpu.query(x)
+    assert torch.allclose(gpu.query(x), want, rtol=1e-8, atol=1e-10 * float(want.abs().max()))
+    w = _objective_weights(cpu)
+    g_cpu, g_gpu = cpu.param_vjp(x, w)[name], gpu.param_vjp(x.cuda(), w.cuda())[name]
+    assert g_gpu.device.type == "cuda"
+    scale = float(g_cpu.abs().max())
+    assert torch.allclose(g_gpu.cpu(), g_cpu, rtol=1e-6, atol=1e-8 * scale)
