@@ -15,12 +15,14 @@ import torch
 
 import phys
 from phys.device import DeviceInfo, ParamSpec
+from phys.simulators.params import check_value
 from phys.testing import CHECKS, ConformanceError, NotApplicable
 
 
 class Tiny(phys.Device):
     """A correct device that every check applies to: ``y = tanh(x @ W + b)``,
-    deterministic, differentiable (exact vjp), recoverable, with one parameter."""
+    deterministic, differentiable (exact vjp), recoverable, with one parameter ``bias``
+    (``b``) that ``set`` and ``get`` change and read."""
 
     breaks = ""
     also: frozenset[str] = frozenset()
@@ -49,6 +51,19 @@ class Tiny(phys.Device):
 
     def reopen(self) -> None:
         self.reopens += 1
+
+    def spec(self, name: str) -> ParamSpec:
+        for p in self.info.params:
+            if p.name == name:
+                return p
+        raise ValueError(f"tiny has no parameter {name!r}")
+
+    def set(self, name: str, values) -> None:
+        self.b = check_value("tiny", self.spec(name), values, torch.float32).detach()
+
+    def get(self, name: str) -> torch.Tensor:
+        self.spec(name)
+        return self.b.clone()
 
 
 # -- what a device declares -------------------------------------------------------------------
@@ -79,9 +94,10 @@ class InfoNotSerialisable(Tiny):
 
 
 class ParamMinAboveMax(Tiny):
-    """(Such a parameter cannot be read back from JSON either.)"""
+    """(Such a parameter cannot be read back from JSON either, nor set to a value in
+    its range.)"""
 
-    breaks, also = "declared-params", frozenset({"info-json"})
+    breaks, also = "declared-params", frozenset({"info-json", "params-round-trip"})
 
     def make_info(self, max_batch: int) -> DeviceInfo:
         info = super().make_info(max_batch)
@@ -90,7 +106,8 @@ class ParamMinAboveMax(Tiny):
 
 
 class ParamNotParamSpec(Tiny):
-    breaks, also = "declared-params", frozenset({"info-json"})
+    breaks = "declared-params"
+    also = frozenset({"info-json", "params-round-trip", "params-reject"})
 
     def make_info(self, max_batch: int) -> DeviceInfo:
         info = super().make_info(max_batch)
@@ -329,6 +346,40 @@ class WrongVjp(Tiny):
 
     def vjp(self, x, grad_out):
         return 1.1 * super().vjp(x, grad_out)
+
+
+# -- physical parameters -------------------------------------------------------------------
+
+class GetIgnoresSet(Tiny):
+    """``get`` reports the power-up value whatever was set."""
+
+    breaks = "params-round-trip"
+
+    def get(self, name: str) -> torch.Tensor:
+        self.spec(name)
+        return torch.full((2,), 0.1)
+
+
+class SetKeepsAHalf(Tiny):
+    """``set`` moves only half-way to the asked value (a slow actuator declared done)."""
+
+    breaks = "params-round-trip"
+
+    def set(self, name: str, values) -> None:
+        old = self.b
+        super().set(name, values)
+        self.b = (old + self.b) / 2
+
+
+class ClampsSettings(Tiny):
+    """Clamps a setting into its range instead of refusing it."""
+
+    breaks = "params-reject"
+
+    def set(self, name: str, values) -> None:
+        spec = self.spec(name)
+        super().set(name, torch.as_tensor(values, dtype=torch.float64).nan_to_num(0.0)
+                    .clamp(spec.min, spec.max).reshape(-1)[:2])
 
 
 # -- life ------------------------------------------------------------------------------------

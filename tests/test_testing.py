@@ -59,7 +59,8 @@ def test_good_device_passes_and_skips_what_does_not_apply() -> None:
     assert {"shape", "no-grad", "reject-nan", "deterministic", "batch-split", "seeded",
             "info-json", "result-device", "reopen", "close"} <= set(passed)
     # not differentiable, no parameters: those checks are skipped, not passed
-    assert set(CHECKS) - set(passed) == {"vjp", "declared-params"}
+    assert set(CHECKS) - set(passed) == {"vjp", "declared-params", "params-round-trip",
+                                         "params-reject"}
 
 
 def test_check_device_lists_every_failed_check() -> None:
@@ -135,7 +136,7 @@ def test_an_unexpected_exception_is_a_failure_of_the_check() -> None:
 def test_device_checks_follow_the_declared_info() -> None:
     info = Cavity(**CAVITY).info
     names = [name for name, _ in device_checks(info)]
-    assert names == [n for n in CHECKS if n != "declared-params"]
+    assert names == list(CHECKS)  # the cavity declares its parameters: every check applies
     stochastic = DeviceInfo("rig", 2, 2, 0.0, 1.0, max_batch=4, stochastic=True)
     names = {name for name, _ in device_checks(stochastic, has_factory=False)}
     assert {"deterministic", "batch-independence", "seeded", "vjp"}.isdisjoint(names)

@@ -318,7 +318,7 @@ class Emulator:
         if served < self.clients:
             responder = self.responder if self.clients == 1 else Responder(
                 self.device, seed=self.fault_seed * 7919 + self._next_link + 1,
-                **self._responder_options)
+                power_up_params=self.responder.power_up_params, **self._responder_options)
         else:
             self.stats.refused += 1
         self._next_link += 1

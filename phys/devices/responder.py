@@ -3,8 +3,9 @@
 :class:`Responder` is what firmware does with each frame, written against the same
 :mod:`phys.devices.protocol` functions as the host driver: it answers HELLO with INFO,
 measures QUERY batches on a backend :class:`~phys.Device` (any simulator), applies SET to
-its settings (a gain and an offset per output channel), echoes PING, returns to the
-power-up state on RESET, refuses bad input with the protocol's error codes, and
+its settings (a gain and an offset per output channel, then the backend's own physical
+parameters, passed through to its ``set``), echoes PING, returns to the power-up state on
+RESET, refuses bad input with the protocol's error codes, and
 remembers its last answer so that a repeated request is answered without measuring
 again. After power-up (or RESET) it answers everything but HELLO with ERROR 8
 "restarted…", so a host notices a restart it did not ask for. It does no I/O and keeps
@@ -31,6 +32,8 @@ __all__ = ["Responder", "ResponderStats", "SETTING_LIMIT"]
 SETTING_LIMIT = 100.0
 #: Firmware version string the emulated device reports.
 FIRMWARE = "physnn-emulator 1"
+#: SET indexes of the host-side settings; the backend's parameters follow them.
+HOST_SETTINGS = ("gain", "offset")
 
 
 @dataclass
@@ -74,11 +77,14 @@ class Responder:
         sample_time: Seconds one sample takes to measure, reported in INFO.
         name: Device name in INFO (default ``"lab-" + backend name``).
         seed: Seeds the ``boot`` number INFO reports after each power-up.
+        power_up_params: The backend's parameter values after power-up or RESET, by
+            name (default: its values now, as handed over).
     """
 
     def __init__(self, device: Device, *, dtype: str = "f32", max_batch: int = 256,
                  max_frame: int | None = None, out_range: Any = None, sample_time: float = 0.0,
-                 name: str | None = None, seed: int = 0) -> None:
+                 name: str | None = None, seed: int = 0,
+                 power_up_params: dict[str, torch.Tensor] | None = None) -> None:
         if not isinstance(device, Device):
             raise ValueError(f"the emulated device needs a phys.Device backend, got "
                              f"{type(device).__name__}")
@@ -99,7 +105,10 @@ class Responder:
         self.max_batch = min(max_batch, info.max_batch, (P.MAX_BODY - 12) // (width * size))
         if self.max_batch < 1:
             raise ValueError(f"rows of {width} values do not fit in one frame")
-        need = max(P.MIN_MAX_FRAME, P.body_size(2 + self.max_batch * width * size))
+        self.params = self._settings(device, size)
+        largest = max(p["size"] for p in self.params)
+        need = max(P.MIN_MAX_FRAME, P.body_size(2 + self.max_batch * width * size),
+                   P.body_size(2 + largest * size))
         self.max_frame = need if max_frame is None else int(max_frame)
         if not P.MIN_MAX_FRAME <= self.max_frame <= P.MAX_BODY:
             raise ValueError(f"max_frame must be in {P.MIN_MAX_FRAME}..{P.MAX_BODY}, got "
@@ -108,19 +117,40 @@ class Responder:
         self.name = name or f"lab-{info.name}"
         self.stats = ResponderStats()
         self._rng = random.Random(seed)
-        self.params = [
-            {"index": 0, "name": "gain", "size": self.n_out, "min": -SETTING_LIMIT,
-             "max": SETTING_LIMIT},
-            {"index": 1, "name": "offset", "size": self.n_out, "min": -SETTING_LIMIT,
-             "max": SETTING_LIMIT},
-        ]
-        self.power_up()
+        #: The backend's parameter values at power-up.
+        self.power_up_params = (_params_state(device) if power_up_params is None
+                                else dict(power_up_params))
+        self.power_up(restore=False)  # the backend is as handed over (maybe shared)
+
+    def _settings(self, device: Device, size: int) -> list[dict[str, Any]]:
+        """INFO's ``params``: gain and offset, then each parameter of a backend that can
+        save and load them (``params_state``, ``load_params_state``) whose SET fits in
+        one frame (its values flattened, row-major), with its units."""
+        out: list[dict[str, Any]] = [
+            {"index": i, "name": name, "size": self.n_out, "min": -SETTING_LIMIT,
+             "max": SETTING_LIMIT, "units": ""} for i, name in enumerate(HOST_SETTINGS)]
+        for spec in device.info.params if _params_state(device) else ():
+            count = math.prod(spec.shape)
+            if (spec.name in HOST_SETTINGS or spec.min >= spec.max
+                    or P.body_size(2 + count * size) > P.MAX_BODY):
+                continue  # a name the host settings take, a fixed value, or too large
+            out.append({"index": len(out), "name": spec.name, "size": count,
+                        "min": spec.min, "max": spec.max, "units": spec.units,
+                        "shape": list(spec.shape)})
+        return out
 
     # -- state ------------------------------------------------------------------------
-    def power_up(self) -> None:
-        """The state after power-up: unit gain, zero offset, no remembered answer."""
+    def power_up(self, restore: bool = True) -> None:
+        """The state after power-up: unit gain, zero offset, no remembered answer, the
+        backend's parameters at :attr:`power_up_params` (set on the backend now with
+        ``restore``; else before this device's next measurement)."""
         self.gain = np.ones(self.n_out)
         self.offset = np.zeros(self.n_out)
+        #: This device's values of the backend's parameters (the backend may serve
+        #: other clients with theirs in between).
+        self.param_values = dict(self.power_up_params)
+        if restore:
+            self._apply_params()
         self._last: tuple[int, bytes, list[bytes]] | None = None
         self.greeted = False  # until a HELLO, requests are answered ERROR 8 "restarted"
         self.boot = self._rng.randrange(1 << 31)
@@ -203,6 +233,14 @@ class Responder:
         except P.PayloadError as err:
             return [self._error(seq, err.code, str(err))], 0
 
+    def _apply_params(self) -> None:
+        """Put this device's parameter values on the backend, unless they are there."""
+        if not self.param_values:
+            return
+        now = self.device.params_state()
+        if any(not torch.equal(now[k], v) for k, v in self.param_values.items()):
+            self.device.load_params_state(self.param_values)
+
     def _query(self, seq: int, payload: bytes) -> tuple[list[bytes], int]:
         if len(payload) >= 2:
             count = int.from_bytes(payload[:2], "little")
@@ -213,6 +251,7 @@ class Responder:
         rows = x.shape[0]
         if rows:
             try:
+                self._apply_params()
                 y = self.device.query(torch.from_numpy(x.astype(np.float32))).numpy()
             except (RuntimeError, ValueError) as err:
                 raise P.PayloadError(P.HARDWARE, f"measurement failed: {err}") from None
@@ -234,9 +273,30 @@ class Responder:
         values = P.decode_values(data, self.dtype, p["min"], p["max"])
         bad = ~np.isfinite(values) | (values < p["min"]) | (values > p["max"])
         if bad.any():
-            raise P.PayloadError(P.OUT_OF_RANGE, f"{p['name']} value outside "
+            i = int(np.argmax(bad))
+            raise P.PayloadError(P.OUT_OF_RANGE, f"setting {p['name']!r} value "
+                                                 f"{float(values[i])!r} at [{i}] is outside "
                                                  f"[{p['min']}, {p['max']}]")
         if p["name"] == "gain":
             self.gain = values
-        else:
+        elif p["name"] == "offset":
             self.offset = values
+        else:
+            wanted = {**self.param_values, p["name"]: torch.from_numpy(values).reshape(
+                p["shape"])}
+            try:
+                self.device.load_params_state(wanted)  # checks all, then sets
+                self.param_values = self.device.params_state()
+            except ValueError as err:
+                raise P.PayloadError(P.OUT_OF_RANGE, str(err)) from None
+            except RuntimeError as err:
+                raise P.PayloadError(P.HARDWARE, f"SET {p['name']} failed: {err}") from None
+
+
+def _params_state(device: Device) -> dict[str, torch.Tensor]:
+    """The backend's parameter values, when it has parameters and can restore them."""
+    state = getattr(device, "params_state", None)
+    if not device.info.params or not callable(state) \
+            or not callable(getattr(device, "load_params_state", None)):
+        return {}
+    return state()

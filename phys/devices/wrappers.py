@@ -48,6 +48,30 @@ class Wrapper(Device):
         self.torch_device = self.device.torch_device
         return self
 
+    def set(self, name: str, values: object) -> None:
+        """Set a physical parameter of the wrapped device (its ``info.params``)."""
+        self._of_device("set")(name, values)
+
+    def get(self, name: str) -> torch.Tensor:
+        """Read a physical parameter of the wrapped device."""
+        return self._of_device("get")(name)
+
+    def params_state(self) -> dict[str, torch.Tensor]:
+        """The wrapped device's parameter values (empty when it cannot give them)."""
+        state = getattr(self.device, "params_state", None)
+        return state() if callable(state) else {}
+
+    def load_params_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore :meth:`params_state` on the wrapped device."""
+        self._of_device("load_params_state")(state)
+
+    def _of_device(self, method: str) -> Callable[..., object]:
+        found = getattr(self.device, method, None)
+        if not callable(found):
+            raise ValueError(f"device {self.device.info.name!r} has no {method}() for its "
+                             f"parameters")
+        return found
+
     def _lab_cost(self, n_samples: int) -> tuple[float | None, float | None]:
         return self.device._lab_cost(n_samples)
 

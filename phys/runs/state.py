@@ -58,13 +58,36 @@ def _generators(obj: Any, prefix: str = "", depth: int = 0) -> dict[str, Any]:
     return found
 
 
+def _params_state(device: Any) -> dict[str, Any] | None:
+    """The device's physical parameter values, where it can give them."""
+    state = getattr(device, "params_state", None)
+    return state() if callable(state) and device.info.params else None
+
+
 def device_state(device: Any) -> dict[str, Any]:
-    """A device's counters and the states of its random generators."""
-    return {"stats": device.stats.as_dict(),
-            "generators": {k: g.get_state() for k, g in _generators(device).items()}}
+    """A device's counters, the states of its random generators and, where it has
+    them, the values of its physical parameters (``params``)."""
+    out = {"stats": device.stats.as_dict(),
+           "generators": {k: g.get_state() for k, g in _generators(device).items()}}
+    params = _params_state(device)
+    if params is not None:
+        out["params"] = params
+    return out
 
 
 def load_device_state(device: Any, state: Mapping[str, Any]) -> None:
+    """Undo :func:`device_state`.
+
+    Raises:
+        CheckpointError: the saved parameters do not fit the device (naming it).
+    """
+    params = state.get("params")
+    load = getattr(device, "load_params_state", None)
+    if params is not None and callable(load):
+        try:
+            load(params)
+        except ValueError as err:
+            raise CheckpointError(f"the checkpoint's device settings: {err}") from None
     for key, value in state["stats"].items():
         setattr(device.stats, key, value)
     gens = _generators(device)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import torch
 
-from phys.device import SIZES, Device, DeviceInfo, as_torch_device, validate_batch
+from phys.device import SIZES, Device, DeviceInfo, ParamSpec, as_torch_device, validate_batch
+from phys.simulators.params import ParamSpecs
 
 __all__ = ["Simulator", "moved", "simulator_info"]
 
@@ -49,9 +52,24 @@ class Simulator(Device):
     device); :meth:`simulate` runs it with autograd for in-silico baselines; :meth:`vjp`
     gives vector-Jacobian products. :meth:`to` moves the simulation to another torch
     device (a GPU).
+
+    Physical parameters: a subclass declares its knobs with :meth:`_declare_params`
+    (``info.params`` then lists them) and reads their values in :meth:`_forward` with
+    :meth:`_param`. :meth:`set` and :meth:`get` change and read them, checked against
+    their :class:`~phys.ParamSpec`; :meth:`params_state` and :meth:`load_params_state`
+    save and restore them for a checkpoint. Gradients with respect to them come from
+    ``simulate(x, params={name: tensor})`` (autograd through the given tensors) or from
+    :meth:`param_vjp`.
     """
 
     sizes = SIZES
+
+    #: The declared parameters (``None`` until :meth:`_declare_params`).
+    _param_specs: ParamSpecs | None = None
+    #: Current parameter values by name.
+    _param_values: dict[str, torch.Tensor]
+    #: Values that :meth:`simulate` passes for one forward pass, by name.
+    _param_override: dict[str, torch.Tensor] | None = None
 
     @abstractmethod
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -59,6 +77,104 @@ class Simulator(Device):
 
     def _query(self, x: torch.Tensor) -> torch.Tensor:
         return self._forward(x)
+
+    # -- physical parameters ----------------------------------------------------------
+    def _declare_params(self, defaults: Mapping[str, tuple[ParamSpec, torch.Tensor]],
+                        dtype: torch.dtype) -> None:
+        """Declare the parameters ``{name: (spec, default value)}``: ``info.params`` lists
+        the specs and the defaults (checked) become the current values, stored in
+        ``dtype``. Called once, from the constructor, after ``self.info`` is set."""
+        specs = tuple(spec for spec, _ in defaults.values())
+        self.info = replace(self.info, params=specs)
+        self._param_specs = ParamSpecs(self.info.name, specs, dtype)
+        self._param_values = {name: self._param_specs.check(name, value.detach()).clone()
+                              for name, (_, value) in defaults.items()}
+
+    def _specs(self) -> ParamSpecs:
+        if self._param_specs is None:
+            return ParamSpecs(self.info.name, (), torch.float64)
+        return self._param_specs
+
+    def _param(self, name: str) -> torch.Tensor:
+        """The value of ``name`` for the forward pass running now: the one passed to
+        :meth:`simulate`, else the current one."""
+        override = self._param_override
+        if override is not None and name in override:
+            return override[name]
+        return self._param_values[name]
+
+    def _param_given(self, name: str) -> bool:
+        """Whether the forward pass running now takes ``name`` from :meth:`simulate`."""
+        return self._param_override is not None and name in self._param_override
+
+    def _params_changed(self, names: tuple[str, ...]) -> None:  # noqa: B027 - optional hook
+        """Called after :meth:`set` (or :meth:`load_params_state`) changed ``names``:
+        rebuild what the forward pass derives from them."""
+
+    def set(self, name: str, values: Any) -> None:
+        """Set the physical parameter ``name`` to ``values`` (its declared shape and
+        units, see ``info.param(name)``); the following queries use it.
+
+        Raises:
+            ValueError: naming the device and the parameter - an unknown name, the wrong
+                shape, NaN or Inf, or an element outside the declared range (with its
+                index). Nothing changes then.
+        """
+        if self._closed:
+            raise RuntimeError(f"device {self.info.name!r} is closed")
+        value = self._specs().check(name, values).detach()
+        with self._lock:
+            self._param_values[name] = value.to(self.torch_device).clone()
+            self._params_changed((name,))
+
+    def get(self, name: str) -> torch.Tensor:
+        """A copy of the current value of the parameter ``name`` (declared shape).
+
+        Raises:
+            ValueError: the device has no parameter ``name``.
+        """
+        self._specs().spec(name)
+        return self._param_values[name].detach().clone()
+
+    def params_state(self) -> dict[str, torch.Tensor]:
+        """Every parameter's current value, on the CPU: what a checkpoint saves."""
+        return {name: v.detach().to("cpu").clone()
+                for name, v in getattr(self, "_param_values", {}).items()}
+
+    def load_params_state(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`params_state`.
+
+        Raises:
+            ValueError: a missing or unknown name, or a bad value; nothing changes then.
+        """
+        values = self._specs().checked_state(state)
+        with self._lock:
+            for name, value in values.items():
+                self._param_values[name] = value.detach().to(self.torch_device).clone()
+            self._params_changed(tuple(values))
+
+    def param_vjp(self, x: Any, grad_out: torch.Tensor,
+                  names: tuple[str, ...] | None = None) -> dict[str, torch.Tensor]:
+        """``grad_out @ d simulate(x) / d param`` for each parameter in ``names`` (all by
+        default), at the current values: shapes ``x (B, n_in)``, ``grad_out (B, n_out)``
+        -> ``{name: tensor of the parameter's shape}``.
+
+        Raises:
+            ValueError: bad input, or a name the device does not have.
+        """
+        names = tuple(self._specs().specs) if names is None else tuple(names)
+        for name in names:
+            self._specs().spec(name)
+        if not names:
+            return {}
+        leaves = {name: self._param_values[name].detach().clone().requires_grad_(True)
+                  for name in names}
+        with torch.enable_grad():
+            y = self.simulate(x, params=leaves)
+            grads = torch.autograd.grad(y, list(leaves.values()), grad_out.to(y),
+                                        allow_unused=True)
+        return {name: torch.zeros_like(leaves[name]) if g is None else g.detach()
+                for name, g in zip(names, grads, strict=True)}
 
     def to(self, torch_device: torch.device | str) -> Simulator:
         """Simulate on ``torch_device`` from now on; returns ``self`` (like
@@ -108,20 +224,38 @@ class Simulator(Device):
         """Called by :meth:`to` once every tensor attribute is on ``device``: rebuild
         what holds tensors outside the attributes :meth:`to` walks."""
 
-    def simulate(self, x: Any) -> torch.Tensor:
+    def simulate(self, x: Any, params: Mapping[str, Any] | None = None) -> torch.Tensor:
         """Differentiable forward: like :meth:`query` but keeps the autograd graph.
 
         Input values are validated as in :meth:`query`; the batch is not split and
         :attr:`stats` is not updated (nothing is measured on hardware). As for
         :meth:`query`, the input moves to :attr:`torch_device` and the result back to
         the input's torch device (differentiably).
+
+        Args:
+            x: Inputs ``(B, n_in)`` or ``(n_in,)``.
+            params: Values of some physical parameters for this pass only, by name
+                (checked as by :meth:`set`; the current values are kept). Gradients flow
+                into them: pass tensors with ``requires_grad=True`` to differentiate an
+                objective with respect to the physics.
         """
         if self._closed:
             raise RuntimeError(f"device {self.info.name!r} is closed")
         x = x if isinstance(x, torch.Tensor) else torch.as_tensor(x)
         validate_batch(x, self.info)  # raises before any computation
         single = x.ndim == 1
-        y = self._forward(x.reshape(-1, self.info.n_in).to(self.torch_device)).to(x.device)
+        flat = x.reshape(-1, self.info.n_in).to(self.torch_device)
+        if params is None:
+            y = self._forward(flat).to(x.device)
+        else:
+            given = {name: value.to(self.torch_device)
+                     for name, value in self._specs().checked(params).items()}
+            with self._lock:  # one pass at a time sees the given values
+                self._param_override = given
+                try:
+                    y = self._forward(flat).to(x.device)
+                finally:
+                    self._param_override = None
         return y[0] if single else y
 
     def vjp(self, x: torch.Tensor, grad_out: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,12 @@ strength and phase live in ``G``. ``G`` has zero diagonal and spectral norm
 ``coupling < 1``; since ``|d(alpha(|e|^2) e)/de| <= 1`` for every field, the map is a
 contraction for every input and the fixed-point iteration converges over the whole
 input range.
+
+Physical parameter ``phase`` (``info.params``; :meth:`Cavity.set`): each scatterer's
+response phase ``phi_k`` in radians, ``alpha_k(I) = exp(i phi_k) / (1 + I)``, as tuning a
+resonant scatterer's detuning turns the phase of what it re-radiates. A phase leaves
+``|d(alpha(|e|^2) e)/de|`` as it is, so the cavity converges for every setting. The
+default ``phi = 0`` is the fixed cavity above.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from functools import lru_cache
 
 import torch
 
+from phys.device import ParamSpec
 from phys.simulators._checks import check_int, check_number
 from phys.simulators.base import Simulator, simulator_info
 
@@ -82,6 +89,10 @@ class Cavity(Simulator):
         - Input: ``(B, n_in)`` source amplitudes in ``in_range``.
         - Output: ``(B, n_out)`` detector intensities (``>= 0`` without noise).
 
+    Parameters (``info.params``):
+        phase: ``(n_scatterers,)`` response phase of each scatterer, radians, in
+            ``[-pi, pi]``; default 0.
+
     Examples::
 
         >>> import torch
@@ -89,6 +100,9 @@ class Cavity(Simulator):
         >>> cav = Cavity(n_in=8, n_out=4, n_scatterers=32, seed=1)
         >>> cav.query(torch.rand(10, 8) * 2 - 1).shape
         torch.Size([10, 4])
+        >>> cav.set("phase", torch.full((32,), 0.5))
+        >>> cav.get("phase")[:2]
+        tensor([0.5000, 0.5000])
     """
 
     name = "cavity"
@@ -134,6 +148,9 @@ class Cavity(Simulator):
         self.dtype = dtype
         self.last_iterations = 0
         self._build(seed, coupling, drive, self.info.in_min, self.info.in_max)
+        phase = ParamSpec("phase", (n_scatterers,), -math.pi, math.pi, units="rad")
+        self._declare_params({"phase": (phase, torch.zeros(n_scatterers))}, dtype)
+        self._params_changed(("phase",))
 
     # -- construction -----------------------------------------------------------------
     def _build(self, seed: int, coupling: float, drive: float, lo: float, hi: float) -> None:
@@ -163,19 +180,40 @@ class Cavity(Simulator):
         self._g_bf16 = self._g.to(torch.bfloat16) if rdt == torch.float32 else None
         self._noise_gen = torch.Generator().manual_seed(seed + 1)
 
+    def _params_changed(self, names: tuple[str, ...]) -> None:
+        """Keep ``(cos phi, sin phi)`` of the phases, or ``None`` while all are 0 (the
+        fixed cavity: its arithmetic is then exactly as without phases)."""
+        phase = self._param_values["phase"]
+        self._rotation = None if not bool(phase.any()) else (phase.cos(), phase.sin())
+
     # -- physics ----------------------------------------------------------------------
-    def _scatter(self, e: torch.Tensor) -> torch.Tensor:
-        """Scattered field ``alpha(|e|^2) * e`` on the real layout ``(b, 2K)``."""
+    def _phase_rotation(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(cos phi, sin phi)`` for the pass running now, ``None`` for no rotation."""
+        if self._param_given("phase"):
+            phase = self._param("phase")
+            return phase.cos(), phase.sin()
+        return self._rotation
+
+    def _scatter(self, e: torch.Tensor,
+                 rotation: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """Scattered field ``alpha(|e|^2) * e`` on the real layout ``(b, 2K)``, turned by
+        the scatterers' phases ``rotation = (cos phi, sin phi)`` when given."""
         k = self.n_scatterers
         ev = e.view(-1, 2, k)
         gain = ev.square().sum(1).add_(1.0).reciprocal_()  # alpha(I) = 1 / (1 + I)
-        return (ev * gain.unsqueeze(1)).view(-1, 2 * k)
+        if rotation is None:
+            return (ev * gain.unsqueeze(1)).view(-1, 2 * k)
+        cos, sin = (r.to(e.dtype) * gain for r in rotation)
+        re, im = ev[:, 0], ev[:, 1]
+        return torch.cat([re * cos - im * sin, re * sin + im * cos], dim=1)
 
-    def _step(self, s: torch.Tensor, e_in: torch.Tensor) -> torch.Tensor:
+    def _step(self, s: torch.Tensor, e_in: torch.Tensor,
+              rotation: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """One fixed-point step on the scattered field ``s``: ``s -> alpha(|e|^2) e``."""
-        return self._scatter(torch.addmm(e_in, s, self._g))
+        return self._scatter(torch.addmm(e_in, s, self._g), rotation)
 
-    def _solve(self, e_in: torch.Tensor) -> torch.Tensor:
+    def _solve(self, e_in: torch.Tensor,
+               rotation: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """Scattered field at the fixed point, without autograd. ``e_in (b, 2K)``.
 
         On CPUs with native bf16 products the iteration runs in three phases (elsewhere,
@@ -189,31 +227,31 @@ class Cavity(Simulator):
         3. float32 iterations until the change is below ``tol``: the answer is always
            verified by an exact step, as without bf16.
         """
-        s = self._scatter(e_in.clone())
+        s = self._scatter(e_in.clone(), rotation)
         iterations = 1
         if (self._g_bf16 is not None and s.shape[0] >= 64 and s.device.type == "cpu"
                 and _fast_bf16()):
             g16 = self._g_bf16
             for _ in range(self.max_iter):
-                s_new = self._scatter((s.to(torch.bfloat16) @ g16).float().add_(e_in))
+                s_new = self._scatter((s.to(torch.bfloat16) @ g16).float().add_(e_in), rotation)
                 iterations += 1
                 done = _converged(s_new, s, 3e-2)
                 s = s_new
                 if done:
                     break
             gs = s @ self._g
-            s_new = self._scatter(gs + e_in)
+            s_new = self._scatter(gs + e_in, rotation)
             iterations += 1
             for _ in range(self.max_iter):
                 gs += ((s_new - s).to(torch.bfloat16) @ g16).float()
                 s = s_new
-                s_new = self._scatter(gs + e_in)
+                s_new = self._scatter(gs + e_in, rotation)
                 iterations += 1
                 if _converged(s_new, s, self.tol):
                     break
             s = s_new
         for _ in range(self.max_iter):
-            s_new = self._step(s, e_in)
+            s_new = self._step(s, e_in, rotation)
             iterations += 1
             if _converged(s_new, s, self.tol):
                 self.last_iterations = iterations
@@ -226,17 +264,20 @@ class Cavity(Simulator):
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         u = x.to(self.dtype)
         e_in = u @ self._a
+        rotation = self._phase_rotation()
         with torch.no_grad():
             # blocks of rows small enough to stay in cache: about 1.5x faster than one
             # big block on a 2-core CPU; the rows are independent anyway
+            fixed = None if rotation is None else tuple(r.detach() for r in rotation)
             blocks, iterations = [], []
             for block in e_in.detach().split(SOLVE_BLOCK_ROWS):
-                blocks.append(self._solve(block))
+                blocks.append(self._solve(block, fixed))
                 iterations.append(self.last_iterations)
             s_star = torch.cat(blocks)
             self.last_iterations = max(iterations)
-        if torch.is_grad_enabled() and u.requires_grad:
-            s = _implicit_fixed_point(lambda s_: self._step(s_, e_in), s_star)
+        tracked = u.requires_grad or (rotation is not None and rotation[0].requires_grad)
+        if torch.is_grad_enabled() and tracked:
+            s = _implicit_fixed_point(lambda s_: self._step(s_, e_in, rotation), s_star)
         else:
             s = s_star
         field = torch.addmm(u @ self._bc_in, s, self._bc_s).view(-1, 2, self.info.n_out)

@@ -37,6 +37,11 @@ The nonlinear layer then acts pixel by pixel on the field ``E`` with intensity
   ``E -> E^2``; the light that propagates on has half the wavelength;
 * ``nonlinearity="none"``: nothing (a linear diffractive system up to the detector).
 
+Physical parameter ``mask`` (``info.params``; :meth:`Optics.set`): the phase, in radians,
+that the SLM adds to every pixel on top of the input it displays, ``(H, W)``. It holds the
+diffuser by default (the fixed phase plate above), and training it turns the diffuser
+into a learned phase mask, also across the pixels that carry no input block.
+
 After a second propagation over ``distances[1]`` a camera behind the central ``H x W``
 region records the intensity; the ``n_out`` outputs are the mean intensities over an
 ``n_out``-block tiling of that region (one detector region per block).
@@ -55,6 +60,7 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
+from phys.device import ParamSpec
 from phys.simulators._checks import check_number
 from phys.simulators.base import Simulator, simulator_info
 
@@ -243,6 +249,10 @@ class Optics(Simulator):
         - Output: ``(B, n_out)`` mean intensity per detector region, in units of ``I_ref``
           (``>= 0`` without noise).
 
+    Parameters (``info.params``):
+        mask: ``(H, W)`` phase the SLM adds to each pixel, radians, in
+            ``[0, 2 pi max(1, diffuser)]``; default: the diffuser's phases.
+
     Examples::
 
         >>> import torch
@@ -310,6 +320,9 @@ class Optics(Simulator):
         self.noise, self.frame_rate, self.laser_power = noise, frame_rate, laser_power
         self.dtype, self.cdtype = dtype, _COMPLEX[dtype]
         self._build(seed, detector, pitch, wavelength, distances, diffuser, band_limit)
+        top = max(2 * math.pi * max(1.0, diffuser), float(self.diffuser_phase.max()))
+        mask = ParamSpec("mask", grid, 0.0, top, units="rad")  # (top: rounding to dtype)
+        self._declare_params({"mask": (mask, self.diffuser_phase)}, dtype)
 
     # -- construction -----------------------------------------------------------------
     def _build(self, seed: int, detector: torch.Tensor, pitch: float, wavelength: float,
@@ -340,6 +353,18 @@ class Optics(Simulator):
         self._detector = F.pad(average, (p, p, p, p)).flatten(1).T.contiguous()
         self._noise_gen = torch.Generator().manual_seed(seed + 1)
 
+    def _illumination(self, phase: torch.Tensor) -> torch.Tensor:
+        """Illumination times the mask ``exp(i phase)``, zero outside the aperture."""
+        p = self.pad
+        amplitude = torch.full_like(phase, math.sqrt(self.intensity))
+        return F.pad(torch.polar(amplitude, phase), (p, p, p, p)).to(self.cdtype)
+
+    def _params_changed(self, names: tuple[str, ...]) -> None:
+        """The carrier from the set mask."""
+        mask = self._param_values["mask"]
+        self.diffuser_phase = mask.detach().to(self.dtype).clone()
+        self._carrier = self._illumination(mask.double()).to(mask.device)
+
     # -- physics ----------------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Field just after the SLM and the diffuser, zero outside the aperture.
@@ -354,7 +379,10 @@ class Optics(Simulator):
         else:
             block = torch.complex(s, torch.zeros_like(s))
         block = F.pad(block, (0, 1))  # index n_in: dark pixels outside the aperture
-        return block[:, self._pixel_block] * self._carrier
+        carrier = self._carrier
+        if self._param_given("mask"):  # differentiably, from the given mask
+            carrier = self._illumination(self._param("mask").to(self.dtype))
+        return block[:, self._pixel_block] * carrier
 
     def nonlinear(self, field: torch.Tensor) -> torch.Tensor:
         """The nonlinear layer, pixel by pixel (see the module docstring); keeps the shape."""

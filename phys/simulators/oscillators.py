@@ -27,6 +27,11 @@ the plate's length scale ``x_0`` (``beta`` is in units of ``omega_0^2 / x_0^2``;
 the default ``beta = 1`` the cubic force equals the linear one at ``|x| = 1``). Forces
 are in units of ``omega_0^2 x_0`` (per unit mass).
 
+Physical parameter ``frequency`` (``info.params``; :meth:`Oscillators.set`): the natural
+angular frequencies ``omega_i`` in units of ``omega_0``, tunable within ``omega_range``
+(capped where RK4 would no longer be stable), as a bias voltage or a tension tunes a
+mode; the default is the seeded draw above.
+
 Stability: with the stiffness matrix ``S = diag(omega^2) + L`` the fastest linear rate is
 ``rho = max(sqrt(lambda_max(S)), gamma)``; RK4 is stable for ``rho dt < 2.83``, and the
 constructor asks ``rho dt <= 2`` to leave room for the Duffing stiffening ``3 beta x^2``.
@@ -38,6 +43,7 @@ import math
 
 import torch
 
+from phys.device import ParamSpec
 from phys.simulators._checks import check_int, check_number
 from phys.simulators.base import Simulator, simulator_info
 
@@ -106,6 +112,11 @@ class Oscillators(Simulator):
         - Output: ``(B, n_out)`` response amplitudes at the drive frequency, in units of
           ``x_0`` (``>= 0`` without noise).
 
+    Parameters (``info.params``):
+        frequency: ``(n_oscillators,)`` natural angular frequencies ``omega_i``, units of
+            ``omega_0``, in ``omega_range`` (the top capped so that RK4 stays stable
+            with every frequency at it); default: the seeded draw.
+
     Examples::
 
         >>> import torch
@@ -169,6 +180,11 @@ class Oscillators(Simulator):
         self.dt = 2 * math.pi / (drive_frequency * steps_per_period)
         self._build(seed, (lo_w, hi_w), coupling, drive)
         self._check_step()
+        # the default draw passed the exact check above, so it stays inside the range
+        top = max(self._stable_frequency(hi_w), float(self.omega.max()))
+        low = min(lo_w, float(self.omega.min()))  # (rounded to dtype, it may sit just below)
+        spec = ParamSpec("frequency", (n_oscillators,), low, top, units="omega_0")
+        self._declare_params({"frequency": (spec, self.omega)}, dtype)
 
     # -- construction -----------------------------------------------------------------
     def _build(self, seed: int, omega_range: tuple[float, float], coupling: float,
@@ -194,11 +210,30 @@ class Oscillators(Simulator):
         self.drive_matrix = d.to(rdt).contiguous()
         #: Indices of the readout oscillators ``(n_out,)``.
         self.readout = readout
+        self._laplacian64 = laplacian * scale
+        self._laplacian = self._laplacian64.to(rdt)
         # stiffness S = diag(omega^2) + L (symmetric, positive definite)
-        self._stiffness64 = torch.diag(omega.square()) + laplacian * scale
+        self._stiffness64 = torch.diag(omega.square()) + self._laplacian64
         self._stiffness = self._stiffness64.to(rdt).contiguous()
         self._drive_t = self.drive_matrix.T.contiguous()  # (n_in, N)
         self._noise_gen = torch.Generator().manual_seed(seed + 1)
+
+    def _stable_frequency(self, high: float) -> float:
+        """The largest frequency up to ``high`` at which every oscillator may sit with
+        RK4 stable: ``sqrt(omega^2 + ||L||) dt <= MAX_STEP_RATE``."""
+        norm = float(torch.linalg.eigvalsh(self._laplacian64)[-1]) if self.n_oscillators > 1 \
+            else 0.0
+        limit = (MAX_STEP_RATE / self.dt) ** 2 - max(norm, 0.0)
+        top = math.sqrt(limit) if limit > 0 else 0.0
+        return min(high, top)
+
+    def _params_changed(self, names: tuple[str, ...]) -> None:
+        """Rebuild the stiffness ``S = diag(omega^2) + L`` from the set frequencies."""
+        omega = self._param_values["frequency"]
+        self.omega = omega.detach().clone()
+        lap = self._laplacian64.to(omega.device)
+        self._stiffness64 = torch.diag(omega.double().square()) + lap
+        self._stiffness = self._stiffness64.to(self.dtype).contiguous()
 
     def _check_step(self) -> None:
         omega_max = math.sqrt(float(torch.linalg.eigvalsh(self._stiffness64)[-1]))
@@ -219,22 +254,24 @@ class Oscillators(Simulator):
         """Drive duration in units of ``1 / omega_0``."""
         return self.periods * self.steps_per_period * self.dt
 
-    def _accel(self, x: torch.Tensor, v: torch.Tensor, force: torch.Tensor) -> torch.Tensor:
+    def _accel(self, x: torch.Tensor, v: torch.Tensor, force: torch.Tensor,
+               stiffness: torch.Tensor) -> torch.Tensor:
         """``x''`` for displacements ``x``, velocities ``v`` and drive ``force`` ``(b, N)``."""
         rest = force - self.damping * v - self.beta * x.pow(3)
-        return torch.addmm(rest, x, self._stiffness, alpha=-1.0)
+        return torch.addmm(rest, x, stiffness, alpha=-1.0)
 
     def _rk4_step(self, x: torch.Tensor, v: torch.Tensor, amp: torch.Tensor,
-                  c0: float, c_half: float, c1: float) -> tuple[torch.Tensor, torch.Tensor]:
+                  c0: float, c_half: float, c1: float,
+                  stiffness: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One RK4 step; ``c0, c_half, c1`` are ``cos(Omega t)`` at ``t, t + dt/2, t + dt``."""
-        h = self.dt
-        a1 = self._accel(x, v, amp * c0)
+        h, s = self.dt, stiffness
+        a1 = self._accel(x, v, amp * c0, s)
         v2 = v + (h / 2) * a1
-        a2 = self._accel(x + (h / 2) * v, v2, amp * c_half)
+        a2 = self._accel(x + (h / 2) * v, v2, amp * c_half, s)
         v3 = v + (h / 2) * a2
-        a3 = self._accel(x + (h / 2) * v2, v3, amp * c_half)
+        a3 = self._accel(x + (h / 2) * v2, v3, amp * c_half, s)
         v4 = v + h * a3
-        a4 = self._accel(x + h * v3, v4, amp * c1)
+        a4 = self._accel(x + h * v3, v4, amp * c1, s)
         x_new = x + (h / 6) * (v + 2 * (v2 + v3) + v4)
         v_new = v + (h / 6) * (a1 + 2 * (a2 + a3) + a4)
         return x_new, v_new
@@ -242,6 +279,10 @@ class Oscillators(Simulator):
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         u = x.to(self.dtype)
         amp = u @ self._drive_t  # (b, N) force amplitudes F = D u
+        stiffness = self._stiffness
+        if self._param_given("frequency"):  # differentiably, from the given frequencies
+            omega = self._param("frequency").to(self.dtype)
+            stiffness = torch.diag(omega.square()) + self._laplacian.to(omega.device)
         spp = self.steps_per_period
         total, n_read = self.periods * spp, self.readout_periods * spp
         # cos(Omega t) at half steps: Omega dt = 2 pi / spp, so the table repeats per period
@@ -253,7 +294,8 @@ class Oscillators(Simulator):
             if n >= total - n_read:  # the lock-in window: x(t_n) for n = total - M .. total
                 samples.append(pos[:, self.readout])
             j = 2 * (n % spp)
-            pos, vel = self._rk4_step(pos, vel, amp, cos[j], cos[j + 1], cos[j + 2])
+            pos, vel = self._rk4_step(pos, vel, amp, cos[j], cos[j + 1], cos[j + 2],
+                                      stiffness)
         samples.append(pos[:, self.readout])
         quadratures = self._lock_in(torch.stack(samples, dim=-1), total - n_read)
         if not torch.isfinite(quadratures).all():

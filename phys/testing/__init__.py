@@ -6,9 +6,10 @@ Every device - in this project or in a plugin - should pass :func:`check_device`
     check_device(MyDevice(), reopen=MyDevice)
 
 which runs every named check of :data:`CHECKS` (``shape``, ``reject-nan``, ``vjp``,
-``close``, ...), skips those that do not apply by the device's declared info (no ``vjp``
-for a device that is not differentiable, no determinism for a stochastic one), and raises
-one :class:`ConformanceError` listing each failed check. In a test suite,
+``params-round-trip``, ``close``, ...), skips those that do not apply by the device's
+declared info (no ``vjp`` for a device that is not differentiable, no determinism for a
+stochastic one, no ``params-*`` without ``info.params``), and raises one
+:class:`ConformanceError` listing each failed check. In a test suite,
 :func:`parametrize_with_checks` makes one pytest case per (device, check)::
 
     @parametrize_with_checks({"mydevice": MyDevice})
@@ -33,6 +34,7 @@ from phys.testing.core import Check, CheckContext, ConformanceError, DeviceFacto
 from phys.testing.gradient_checks import check_vjp
 from phys.testing.info_checks import check_declared_params, check_info, check_info_json
 from phys.testing.lifecycle_checks import check_close, check_context_manager, check_reopen
+from phys.testing.param_checks import check_params_reject, check_params_round_trip
 from phys.testing.parametrize import parametrize_with_checks
 from phys.testing.rejection_checks import (
     check_reject_3d,
@@ -59,6 +61,7 @@ __all__ = [
     "check_batch_independence", "check_batch_split", "check_close", "check_context_manager",
     "check_declared_params", "check_deterministic", "check_device", "check_dtype",
     "check_empty", "check_finite", "check_info", "check_info_json", "check_no_grad",
+    "check_params_reject", "check_params_round_trip",
     "check_range_inclusive", "check_reject_3d", "check_reject_above_range",
     "check_reject_below_range", "check_reject_complex_dtype", "check_reject_inf",
     "check_reject_int_dtype", "check_reject_nan", "check_reject_non_array",

@@ -11,6 +11,7 @@ from phys.testing import (
     gradient_checks,
     info_checks,
     lifecycle_checks,
+    param_checks,
     rejection_checks,
     repeatability_checks,
 )
@@ -46,6 +47,8 @@ _IN_ORDER: tuple[Check, ...] = (
     repeatability_checks.check_batch_split,
     repeatability_checks.check_seeded,
     gradient_checks.check_vjp,
+    param_checks.check_params_round_trip,
+    param_checks.check_params_reject,
     # these change the device's state, so they run last on a shared device
     lifecycle_checks.check_reopen,
     lifecycle_checks.check_context_manager,

@@ -135,7 +135,8 @@ class Recorder(Device):
     def __init__(self, inner: Device) -> None:
         super().__init__()
         self.inner, self.pairs = inner, []
-        self.info = dataclasses.replace(inner.info, differentiable=False)
+        # it cannot set what the inner device declares: a replay has no parameters
+        self.info = dataclasses.replace(inner.info, differentiable=False, params=())
 
     def _query(self, x: torch.Tensor) -> torch.Tensor:
         y = self.inner.query(x)

@@ -103,5 +103,6 @@ def test_info_declares_one_recoverable_instance_and_the_settable_params(lab):
         info = dev.info
     assert info.exclusive and info.recoverable
     assert [(p.name, p.shape, p.index) for p in info.params] == [
-        ("gain", (info.n_out,), 0), ("offset", (info.n_out,), 1)]
+        ("gain", (info.n_out,), 0), ("offset", (info.n_out,), 1),
+        ("phase", (64,), 2)]  # the emulated cavity's own parameter after the host's
     assert info.param("gain").min < 0 < info.param("gain").max

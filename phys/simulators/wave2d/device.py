@@ -9,8 +9,9 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
-from phys.device import DeviceInfo, validate_batch
+from phys.device import DeviceInfo, ParamSpec, validate_batch
 from phys.simulators._checks import check_int
 from phys.simulators.base import Simulator
 from phys.simulators.wave2d.config import Wave2DConfig
@@ -44,6 +45,15 @@ class Wave2D(Simulator):
     ``mean_n u[n]^2`` in these units (at most 1); with ``normalize=True`` each row is
     divided by its sum over probes.
 
+    Physical parameter ``permittivity`` (``info.params``; :meth:`set`): the relative
+    permittivity ``eps = (c0 / c_lin)^2`` of each cell of the design region, the box
+    between the sources and the probes where the scatterers or the lens lie, as
+    wavetorch trains it (``c_lin = c0 / sqrt(eps)`` there). Its range spans the two
+    materials, ``c0`` and ``c1``, so the CFL step stays valid; the default is the seeded
+    medium. The source gain stays the one calibrated for that medium. Gradients with
+    respect to it (``simulate(x, params=...)``, :meth:`param_vjp`) run plain autograd
+    through every step, checkpointed (``O(sqrt(n_steps))`` fields kept).
+
     :meth:`to` moves the medium to another torch device (a GPU); off the CPU the torch
     backend runs, since the native kernels are CPU-only (``info.extra["backend_note"]``
     says so), and ``backend="native"`` given explicitly refuses to move.
@@ -60,6 +70,7 @@ class Wave2D(Simulator):
             the CPU: see :meth:`to`).
         sources, probes: Cells ``(n, 2)`` of the sources and probes.
         c_lin: Linear wave speed (m/s), ``(Nx, Ny)``.
+        design_box: ``(x_lo, x_hi, y_lo, y_hi)``, inclusive cells of the design region.
         damping: Absorbing-layer damping ``b`` (1/s), ``(Nx, Ny)``.
         gain: Source gain that keeps the linear field within ``[-1, 1]``.
 
@@ -99,6 +110,7 @@ class Wave2D(Simulator):
         self._waveform = self._source_waveform()
         self.gain = self._calibrate(max(abs(self.info.in_min), abs(self.info.in_max)))
         self._waveform = self._waveform * self.gain
+        self._declare_permittivity()
 
     # -- construction -------------------------------------------------------------------
     def _device_info(self) -> DeviceInfo:
@@ -135,6 +147,7 @@ class Wave2D(Simulator):
         gen = torch.Generator().manual_seed(cfg.seed)
         self.sources, self.probes, box = placements(nx, ny, cfg.pml, cfg.source_count,
                                                     cfg.n_out, cfg.placement, gen)
+        self.design_box = box
         self.c_lin = speed_map(cfg.medium, nx, ny, box, cfg.c0, cfg.c1, cfg.n_scatterers,
                                cfg.scatterer_radius, gen)
         self.damping = damping(nx, ny, cfg.pml, cfg.pml_sigma, cfg.pml_order)
@@ -146,6 +159,36 @@ class Wave2D(Simulator):
         stepper = _NativeStepper if self.backend == "native" else _Stepper
         self._stepper = stepper(kappa, self.damping * dt, self.c_lin * (dt / h),
                                 self.c_nl * dt / h, self.sources, self.probes, self.dtype)
+
+    def _design(self) -> tuple[slice, slice]:
+        x_lo, x_hi, y_lo, y_hi = self.design_box
+        return slice(x_lo, x_hi + 1), slice(y_lo, y_hi + 1)
+
+    def _declare_permittivity(self) -> None:
+        """``permittivity`` over the design box, between the two materials' values."""
+        cfg = self.config
+        fast = cfg.c_max - max(cfg.c_nl, 0.0)  # the fastest linear speed the CFL step allows
+        slow = min(cfg.c0, cfg.c1)
+        if slow + min(cfg.c_nl, 0.0) <= 0:  # c1 may be too slow where the medium has none
+            slow = cfg.c0
+        eps = (cfg.c0 / self.c_lin[self._design()]) ** 2
+        lo = min((cfg.c0 / fast) ** 2, float(eps.min()))
+        hi = max((cfg.c0 / slow) ** 2, float(eps.max()))
+        spec = ParamSpec("permittivity", tuple(eps.shape), lo, hi, units="")
+        self._declare_params({"permittivity": (spec, eps)}, torch.float64)
+
+    def _speed(self, eps: torch.Tensor) -> torch.Tensor:
+        """The speed map with ``c0 / sqrt(eps)`` in the design box (differentiable)."""
+        inside = torch.zeros(self.grid, dtype=torch.bool, device=eps.device)
+        inside[self._design()] = True
+        region = torch.zeros(self.grid, dtype=eps.dtype, device=eps.device)
+        region[self._design()] = self.c0 / eps.sqrt()
+        return torch.where(inside, region, self.c_lin.to(device=eps.device, dtype=eps.dtype))
+
+    def _params_changed(self, names: tuple[str, ...]) -> None:
+        """The speed map and the stepper from the set permittivity."""
+        self.c_lin = self._speed(self._param_values["permittivity"].double()).detach()
+        self._build_stepper()
 
     # -- placement --------------------------------------------------------------------
     def _check_device(self, device: torch.device) -> None:
@@ -218,6 +261,12 @@ class Wave2D(Simulator):
         """Field at the probes for every step. Shape: ``(B, n_in)`` -> ``(n_steps, B, n_out)``."""
         x = x.to(self.dtype)
         drive = self._drive(x)
+        if self._param_given("permittivity"):
+            c_lin = self._speed(self._param("permittivity"))
+            if torch.is_grad_enabled() and (drive.requires_grad or c_lin.requires_grad):
+                return self._record_autograd(drive, c_lin)
+            with torch.no_grad():
+                return self._record_autograd(drive, c_lin)
         if not (torch.is_grad_enabled() and drive.requires_grad):
             with torch.no_grad():
                 return self._stepper.forward(drive, self.n_steps)[0]
@@ -225,20 +274,45 @@ class Wave2D(Simulator):
             return self._record_autograd(drive)
         return _WaveFunction.apply(drive, self._stepper, self.n_steps, self.checkpoint_every)
 
-    def _record_autograd(self, drive: torch.Tensor) -> torch.Tensor:
-        """Reference for :meth:`_record`: plain autograd through every step (``O(n_steps)``
-        memory), on ``(B, Nx, Ny)`` fields with padding; independent of :class:`_Stepper`."""
-        kappa = (1.0 / (1.0 + self.damping * self.dt)).to(self.dtype)
-        bc = -(1.0 - self.damping * self.dt).to(self.dtype) * kappa
-        chat = (self.c_lin * (self.dt / self.h)).to(self.dtype)
+    def _record_autograd(self, drive: torch.Tensor, c_lin: torch.Tensor | None = None,
+                         ) -> torch.Tensor:
+        """Reference for :meth:`_record`: plain autograd through every step, on
+        ``(B, Nx, Ny)`` fields with padding; independent of :class:`_Stepper`.
+
+        ``c_lin`` replaces the speed map (gradients flow into it); then the steps run in
+        chunks of ``checkpoint_every`` that are recomputed in the backward pass
+        (:func:`torch.utils.checkpoint.checkpoint`), so memory grows as
+        ``sqrt(n_steps)``; without it, as ``n_steps``."""
+        chunked = c_lin is not None and torch.is_grad_enabled()
+        c_lin = self.c_lin if c_lin is None else c_lin
+        chat = (c_lin * (self.dt / self.h)).to(self.dtype)
+        u_prev = u = torch.zeros(drive.shape[1], *self.grid, dtype=self.dtype,
+                                 device=drive.device)
+        every = self.checkpoint_every if chunked else self.n_steps
+        records = []
+        for first in range(0, self.n_steps, every):
+            last = min(first + every, self.n_steps)
+            if chunked:
+                u_prev, u, record = checkpoint(self._autograd_steps, u_prev, u, chat, drive,
+                                               first, last, use_reentrant=False)
+            else:
+                u_prev, u, record = self._autograd_steps(u_prev, u, chat, drive, first, last)
+            records.append(record)
+        return torch.cat(records)
+
+    def _autograd_steps(self, u_prev: torch.Tensor, u: torch.Tensor, chat: torch.Tensor,
+                        drive: torch.Tensor, first: int, last: int,
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Steps ``first .. last - 1`` of :meth:`_record_autograd`: the fields after them
+        and the probe record ``(last - first, B, n_out)``."""
+        kappa = (1.0 / (1.0 + self.damping * self.dt)).to(self.dtype).to(u.device)
+        bc = -(1.0 - self.damping * self.dt).to(self.dtype).to(u.device) * kappa
         cnl = self.c_nl * self.dt / self.h
-        batch = drive.shape[1]
-        u_prev = u = torch.zeros(batch, *self.grid, dtype=self.dtype, device=drive.device)
-        rows = torch.arange(batch, device=drive.device)[:, None]
+        rows = torch.arange(u.shape[0], device=u.device)[:, None]
         sx, sy = self.sources[:, 0], self.sources[:, 1]
         px, py = self.probes[:, 0], self.probes[:, 1]
         record = []
-        for n in range(self.n_steps):
+        for n in range(first, last):
             p = F.pad(u, (1, 1, 1, 1))
             lap = p[:, :-2, 1:-1] + p[:, 2:, 1:-1] + p[:, 1:-1, :-2] + p[:, 1:-1, 2:] - 4 * u
             q = chat + cnl * u * u
@@ -247,7 +321,7 @@ class Wave2D(Simulator):
                 u_next = u_next.index_put((rows, sx, sy), drive[n], accumulate=True)
             u_prev, u = u, u_next
             record.append(u[:, px, py])
-        return torch.stack(record)
+        return u_prev, u, torch.stack(record)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self._record(x).square().mean(0)
