@@ -28,6 +28,8 @@ from phys.devices import protocol as P
 
 __all__ = ["Responder", "ResponderStats", "SETTING_LIMIT"]
 
+#: Parameters of at most this many values report their power-up value in INFO.
+MAX_REPORTED_VALUES = 1024
 #: Settings (gain, offset) accept values in -SETTING_LIMIT .. SETTING_LIMIT.
 SETTING_LIMIT = 100.0
 #: Firmware version string the emulated device reports.
@@ -105,6 +107,9 @@ class Responder:
         self.max_batch = min(max_batch, info.max_batch, (P.MAX_BODY - 12) // (width * size))
         if self.max_batch < 1:
             raise ValueError(f"rows of {width} values do not fit in one frame")
+        #: The backend's parameter values at power-up.
+        self.power_up_params = (_params_state(device) if power_up_params is None
+                                else dict(power_up_params))
         self.params = self._settings(device, size)
         largest = max(p["size"] for p in self.params)
         need = max(P.MIN_MAX_FRAME, P.body_size(2 + self.max_batch * width * size),
@@ -117,26 +122,28 @@ class Responder:
         self.name = name or f"lab-{info.name}"
         self.stats = ResponderStats()
         self._rng = random.Random(seed)
-        #: The backend's parameter values at power-up.
-        self.power_up_params = (_params_state(device) if power_up_params is None
-                                else dict(power_up_params))
         self.power_up(restore=False)  # the backend is as handed over (maybe shared)
 
     def _settings(self, device: Device, size: int) -> list[dict[str, Any]]:
         """INFO's ``params``: gain and offset, then each parameter of a backend that can
         save and load them (``params_state``, ``load_params_state``) whose SET fits in
-        one frame (its values flattened, row-major), with its units."""
+        one frame (its values flattened, row-major), with its units, shape and (up to
+        :data:`MAX_REPORTED_VALUES` values) its power-up ``value``."""
         out: list[dict[str, Any]] = [
             {"index": i, "name": name, "size": self.n_out, "min": -SETTING_LIMIT,
-             "max": SETTING_LIMIT, "units": ""} for i, name in enumerate(HOST_SETTINGS)]
+             "max": SETTING_LIMIT, "units": "", "value": [float(1 - i)] * self.n_out}
+            for i, name in enumerate(HOST_SETTINGS)]  # power-up: gain 1, offset 0
         for spec in device.info.params if _params_state(device) else ():
             count = math.prod(spec.shape)
             if (spec.name in HOST_SETTINGS or spec.min >= spec.max
                     or P.body_size(2 + count * size) > P.MAX_BODY):
                 continue  # a name the host settings take, a fixed value, or too large
-            out.append({"index": len(out), "name": spec.name, "size": count,
-                        "min": spec.min, "max": spec.max, "units": spec.units,
-                        "shape": list(spec.shape)})
+            entry = {"index": len(out), "name": spec.name, "size": count, "min": spec.min,
+                     "max": spec.max, "units": spec.units, "shape": list(spec.shape)}
+            if count <= MAX_REPORTED_VALUES and spec.name in self.power_up_params:
+                entry["value"] = [float(v) for v in torch.as_tensor(
+                    self.power_up_params[spec.name], dtype=torch.float32).flatten()]
+            out.append(entry)
         return out
 
     # -- state ------------------------------------------------------------------------

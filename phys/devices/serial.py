@@ -47,15 +47,20 @@ import os
 import select
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import serial
 import torch
 
-from phys.device import Device, DeviceInfo, DeviceUnavailable, ParamSpec
+from phys.device import Device, DeviceInfo, ParamSpec
 from phys.devices import protocol as P
+from phys.devices.serial_link import (
+    DeviceRestarted,
+    LinkStats,
+    SerialDeviceError,
+    SerialTimeout,
+)
 
 __all__ = [
     "DEFAULT_BAUDRATE", "DeviceRestarted", "LinkStats", "SerialDevice", "SerialDeviceError",
@@ -76,48 +81,6 @@ if os.name == "posix":
     import termios
 
     LINK_ERRORS += (termios.error,)
-
-
-class SerialDeviceError(DeviceUnavailable):
-    """A request to a serial device failed; the message names port, message type and seq."""
-
-
-class SerialTimeout(SerialDeviceError, TimeoutError):
-    """No valid answer after every retry."""
-
-
-class DeviceRestarted(SerialDeviceError):
-    """The device answered ERROR 8 "restarted": it lost its settings since the last HELLO
-    (handled inside the driver: callers see :class:`SerialDeviceError` if it persists)."""
-
-
-@dataclass
-class LinkStats:
-    """What the link did: frames and bytes each way, resends and what was dropped.
-
-    ``timeouts`` counts attempts that ended without an answer, ``resends`` every frame
-    sent again with the same ``seq``, ``bad_frames`` answers dropped for COBS, CRC,
-    version or length, ``stale`` valid answers dropped because their ``seq`` was not the
-    one waited for, ``busy`` ERROR 5 answers, ``device_errors`` ERROR 1 (our frame arrived
-    damaged), ``reboots`` times the device was found to have restarted on its own,
-    ``reopens`` times the port was opened again after the link was lost
-    (:meth:`SerialDevice.reopen`).
-    """
-
-    requests: int = 0
-    resends: int = 0
-    timeouts: int = 0
-    bad_frames: int = 0
-    stale: int = 0
-    busy: int = 0
-    device_errors: int = 0
-    reboots: int = 0
-    reopens: int = 0
-    bytes_sent: int = 0
-    bytes_received: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return asdict(self)
 
 
 def _fileno(port: Any) -> int | None:
@@ -226,6 +189,41 @@ class SerialDevice(Device):
     def params(self) -> dict[str, dict[str, Any]]:
         """The device's SET-able settings by name (``index``, ``size``, ``min``, ``max``)."""
         return {p["name"]: dict(p) for p in self.info.extra.get("params", [])}
+
+    def get(self, name: str) -> torch.Tensor:
+        """The value of setting ``name`` (in its declared shape): the last one given to
+        :meth:`set`, else the power-up value the device reported in INFO.
+
+        Raises:
+            ValueError: an unknown setting, or one whose value is not known (never set,
+                and the device reports none).
+        """
+        self._check_open()
+        known = self.params
+        if name not in known:
+            raise ValueError(f"{self.port_name}: device has no setting {name!r}; it has "
+                             f"{', '.join(known) or 'none'}")
+        p = known[name]
+        values = self._settings.get(p["index"], p.get("value"))
+        if values is None:
+            raise ValueError(f"{self.port_name}: the value of setting {name!r} is not known: "
+                             f"it was not set, and the device does not report it")
+        return torch.tensor(values, dtype=torch.float32).reshape(self.info.param(name).shape)
+
+    def params_state(self) -> dict[str, torch.Tensor]:
+        """The settings whose values are known (see :meth:`get`), by name."""
+        out = {}
+        for name in self.params:
+            try:
+                out[name] = self.get(name)
+            except ValueError:
+                continue
+        return out
+
+    def load_params_state(self, state: dict[str, Any]) -> None:
+        """Set every setting of ``state`` (from :meth:`params_state`)."""
+        for name, values in state.items():
+            self.set(name, values)
 
     def set(self, name: str, values: float | Sequence[float] | torch.Tensor) -> None:
         """Change a physical setting of the device (SET).
@@ -383,7 +381,7 @@ class SerialDevice(Device):
                                                                  "in_min", "in_max")},
                  "port": self.port_name, "baudrate": self.baudrate,
                  "device_max_batch": info["max_batch"]}
-        params = tuple(ParamSpec(name=p["name"], shape=(p["size"],), min=p["min"],
+        params = tuple(ParamSpec(name=p["name"], shape=_shape(p), min=p["min"],
                                  max=p["max"], units=str(p.get("units", "")), index=p["index"])
                        for p in info.get("params", []))
         self.info = DeviceInfo(
@@ -589,3 +587,14 @@ class SerialDevice(Device):
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError(f"device {self.info.name!r} is closed")
+
+
+def _shape(param: dict[str, Any]) -> tuple[int, ...]:
+    """A setting's shape: INFO's ``shape`` when it holds ``size`` values, else flat."""
+    shape = param.get("shape")
+    if isinstance(shape, list) and shape and all(
+            isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape) \
+            and math.prod(shape) == param["size"]:
+        return tuple(shape)
+    return (param["size"],)
+
