@@ -6,6 +6,11 @@ held-out relative RMSE is in ``info.extra["rel_rmse"]`` and a warning says when 
 above :data:`~phys.train.twin.POOR_REL_RMSE`. The device is differentiable through the
 model, so backpropagation and PAT can train through it.
 
+A recording of more than ``max_rows`` rows is fitted on a seeded uniform sample of them
+(read in blocks: a recording larger than memory is never loaded whole), the held-out
+tenth taken from the sample; ``info.extra["fit"]`` says how many rows the recording held
+(``rows_available``) and how many the fit used (``rows_used``).
+
 The fitted model is cached beside the recording as ``NAME.physnn-fit-<key>.pt``, keyed by
 the SHA-256 of the recording's bytes and the fit options, so the second open loads it.
 Where that folder cannot be written the cache goes under
@@ -20,7 +25,7 @@ import json
 import os
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,15 +39,20 @@ from phys.devices.recorded_io import (
     files_sha256,
     finite_range,
     read_recording,
+    sample_rows,
 )
 from phys.devices.recorded_io import recording_files as _recording_files
 from phys.download import data_dir
 from phys.train.twin import POOR_REL_RMSE, SurrogateTwin
 
-__all__ = ["MIN_FIT_ROWS", "FitOptions", "RecordedDevice", "open_recorded"]
+__all__ = ["MAX_FIT_ROWS", "MIN_FIT_ROWS", "FitOptions", "RecordedDevice", "fit_recording",
+           "open_recorded"]
 
 #: Fewest recorded rows a fit takes (a tenth of them is held out).
 MIN_FIT_ROWS = 20
+#: Rows a fit samples from a larger recording by default (a fit of well under a minute
+#: on one core with the default model).
+MAX_FIT_ROWS = 100_000
 _FORMAT = 1
 
 
@@ -56,7 +66,9 @@ class FitOptions:
         epochs: Passes over the fitting rows.
         batch_size: Rows per optimiser step.
         lr: Adam learning rate.
-        seed: Seeds the weights, the held-out split and the batches.
+        seed: Seeds the weights, the row sample, the held-out split and the batches.
+        max_rows: Fit on a seeded uniform sample of this many rows of a larger
+            recording.
     """
 
     hidden: int = 256
@@ -65,8 +77,15 @@ class FitOptions:
     batch_size: int = 256
     lr: float = 2e-3
     seed: int = 0
+    max_rows: int = MAX_FIT_ROWS
 
     def __post_init__(self) -> None:
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ValueError(f"seed must be an int, got {self.seed!r}")
+        if (isinstance(self.max_rows, bool) or not isinstance(self.max_rows, int)
+                or self.max_rows < MIN_FIT_ROWS):
+            raise ValueError(f"max_rows must be an int >= {MIN_FIT_ROWS} (rows a fit "
+                             f"samples), got {self.max_rows!r}")
         for key in ("hidden", "depth", "epochs", "batch_size"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -124,11 +143,20 @@ class RecordedDevice(Device):
 def fit_recording(recording: Recording, options: FitOptions,
                   ) -> tuple[SurrogateTwin, dict[str, Any]]:
     """A surrogate fitted to ``recording``, and its report (``rel_rmse``, ``samples``,
-    ``seconds``).
+    ``held_out``, ``rows_available``, ``rows_used``, ``dropped``, ``seconds``).
+
+    ``recording`` is read with ``max_rows`` and ``seed`` of ``options``
+    (:func:`read_fit_rows`); a recording with more rows is cut to a sample here.
 
     Raises:
         ValueError: fewer than :data:`MIN_FIT_ROWS` rows.
     """
+    available = len(recording) if recording.available is None else recording.available
+    idx = sample_rows(len(recording), options.max_rows, options.seed)
+    if idx is not None:
+        recording = replace(recording, inputs=recording.inputs[idx],
+                                        outputs=recording.outputs[idx],
+                                        rows=[recording.rows[i] for i in idx])
     n = len(recording)
     if n < MIN_FIT_ROWS:
         raise ValueError(f"recording {recording.source!r} has {n} usable row(s); a fit "
@@ -145,7 +173,14 @@ def fit_recording(recording: Recording, options: FitOptions,
     report = model.fit(_Answers(info, x, y), inputs=x, epochs=options.epochs,
                        batch_size=options.batch_size, lr=options.lr)
     return model, {"rel_rmse": report["rel_rmse"], "samples": n,
-                   "held_out": max(1, n // 10), "seconds": report["seconds"]}
+                   "held_out": max(1, n // 10), "rows_available": available, "rows_used": n,
+                   "dropped": recording.dropped, "seconds": report["seconds"]}
+
+
+def read_fit_rows(spec: str, device: int, options: FitOptions) -> Recording:
+    """The rows of recording ``spec`` that a fit with ``options`` uses: at most
+    ``options.max_rows``, sampled with ``options.seed``."""
+    return read_recording(spec, device, max_rows=options.max_rows, seed=options.seed)
 
 
 def _cache_paths(files: tuple[Path, ...], key: str, cache_dir: str | None) -> list[Path]:
@@ -211,7 +246,7 @@ def open_recorded(address: str, *, device: int = 0, in_min: float | None = None,
                   in_max: float | None = None, cache: bool = True,
                   cache_dir: str | None = None, hidden: int = 256,
                   depth: int = 2, epochs: int = 30, batch_size: int = 256, lr: float = 2e-3,
-                  seed: int = 0) -> RecordedDevice:
+                  seed: int = 0, max_rows: int = MAX_FIT_ROWS) -> RecordedDevice:
     """Open ``recorded:PATH``: a device fitted to the recording PATH names (see
     :mod:`phys.devices.recorded_io`), from the cache when it was fitted before.
 
@@ -222,7 +257,8 @@ def open_recorded(address: str, *, device: int = 0, in_min: float | None = None,
         in_max: Largest accepted input (default: the largest recorded one).
         cache: Load and save the fitted model (beside the recording, see the module).
         cache_dir: A folder for the cache instead.
-        hidden, depth, epochs, batch_size, lr, seed: The fit (see :class:`FitOptions`).
+        hidden, depth, epochs, batch_size, lr, seed, max_rows: The fit (see
+            :class:`FitOptions`).
 
     Raises:
         FileNotFoundError: a missing recording file.
@@ -232,7 +268,7 @@ def open_recorded(address: str, *, device: int = 0, in_min: float | None = None,
 
     spec = _path_of(address, "recorded")
     check_options(device, in_min, in_max)
-    options = FitOptions(hidden, depth, epochs, batch_size, lr, seed)
+    options = FitOptions(hidden, depth, epochs, batch_size, lr, seed, max_rows)
     t0 = time.perf_counter()
     _, files, part = _recording_files(spec, device)
     paths = _cache_paths(files, _cache_key(files_sha256(files, part), options),
@@ -242,10 +278,10 @@ def open_recorded(address: str, *, device: int = 0, in_min: float | None = None,
         blob, where = found
         model, extra = _model_from(blob), json.loads(blob["extra"])
     else:
-        recording = read_recording(spec, device)
+        recording = read_fit_rows(spec, device, options)
         model, fit = fit_recording(recording, options)
         extra = {"recording": spec, "rel_rmse": fit["rel_rmse"], "fit": fit,
-                 "rows": len(recording), "dropped": recording.dropped,
+                 "rows": fit["rows_used"], "dropped": recording.dropped,
                  "sha256": recording.sha256()}
         if recording.info is not None:
             extra["recorded_device"] = recording.info.name
