@@ -43,10 +43,11 @@ from phys.devices.recorded_io import (
 )
 from phys.devices.recorded_io import recording_files as _recording_files
 from phys.download import data_dir
+from phys.options import OptionError, Options, option
 from phys.train.twin import POOR_REL_RMSE, SurrogateTwin
 
 __all__ = ["MAX_FIT_ROWS", "MIN_FIT_ROWS", "FitOptions", "RecordedDevice", "fit_recording",
-           "open_recorded"]
+           "model_blob", "model_from_blob", "open_recorded", "read_fit_rows"]
 
 #: Fewest recorded rows a fit takes (a tenth of them is held out).
 MIN_FIT_ROWS = 20
@@ -57,41 +58,26 @@ _FORMAT = 1
 
 
 @dataclass(frozen=True)
-class FitOptions:
-    """How the surrogate is fitted (part of the cache key).
+class FitOptions(Options):
+    """How the surrogate is fitted (part of the cache key); each field is checked when
+    the options are made (:class:`~phys.options.Options`)."""
 
-    Args:
-        hidden: Width of the hidden layers.
-        depth: Number of hidden layers.
-        epochs: Passes over the fitting rows.
-        batch_size: Rows per optimiser step.
-        lr: Adam learning rate.
-        seed: Seeds the weights, the row sample, the held-out split and the batches.
-        max_rows: Fit on a seeded uniform sample of this many rows of a larger
-            recording.
-    """
+    hidden: int = option(256, min=1, max=65_536, help="width of the surrogate's hidden "
+                         "layers")
+    depth: int = option(2, min=1, max=100, help="hidden layers of the surrogate")
+    epochs: int = option(30, min=1, help="passes over the fitting rows")
+    batch_size: int = option(256, min=1, help="rows per optimiser step")
+    lr: float = option(2e-3, min=0.0, help="Adam learning rate (> 0)")
+    seed: int = option(0, help="seeds the weights, the row sample, the held-out split and "
+                       "the batches")
+    max_rows: int = option(MAX_FIT_ROWS, min=MIN_FIT_ROWS, help="fit on a seeded uniform "
+                           "sample of this many rows of a larger recording")
 
-    hidden: int = 256
-    depth: int = 2
-    epochs: int = 30
-    batch_size: int = 256
-    lr: float = 2e-3
-    seed: int = 0
-    max_rows: int = MAX_FIT_ROWS
-
-    def __post_init__(self) -> None:
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ValueError(f"seed must be an int, got {self.seed!r}")
-        if (isinstance(self.max_rows, bool) or not isinstance(self.max_rows, int)
-                or self.max_rows < MIN_FIT_ROWS):
-            raise ValueError(f"max_rows must be an int >= {MIN_FIT_ROWS} (rows a fit "
-                             f"samples), got {self.max_rows!r}")
-        for key in ("hidden", "depth", "epochs", "batch_size"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{key} must be a positive int, got {value!r}")
-        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
-            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+    def check(self) -> None:
+        """The fields' checks, and ``lr > 0``."""
+        super().check()
+        if not self.lr > 0:
+            raise OptionError(f"lr must be a positive number, got {self.lr!r}", "lr")
 
 
 class _Answers(Device):
@@ -234,7 +220,19 @@ def _save_cached(paths: list[Path], blob: dict[str, Any]) -> Path | None:
     return None
 
 
-def _model_from(blob: dict[str, Any]) -> SurrogateTwin:
+def model_blob(model: SurrogateTwin, options: FitOptions) -> dict[str, Any]:
+    """``model`` as plain data (``torch.load(..., weights_only=True)`` reads it back):
+    its info and fit options as JSON, its weights."""
+    return {"info": json.dumps(model.info.as_dict()), "options": json.dumps(asdict(options)),
+            "state": model.state_dict()}
+
+
+def model_from_blob(blob: dict[str, Any]) -> SurrogateTwin:
+    """The surrogate :func:`model_blob` saved.
+
+    Raises:
+        KeyError, TypeError, ValueError, RuntimeError: ``blob`` is not such data.
+    """
     info = DeviceInfo.from_dict(json.loads(blob["info"]))
     opts = FitOptions(**json.loads(blob["options"]))
     model = SurrogateTwin(info, hidden=opts.hidden, depth=opts.depth, seed=opts.seed)
@@ -276,7 +274,7 @@ def open_recorded(address: str, *, device: int = 0, in_min: float | None = None,
     found = _load_cached(paths) if cache else None
     if found is not None:
         blob, where = found
-        model, extra = _model_from(blob), json.loads(blob["extra"])
+        model, extra = model_from_blob(blob), json.loads(blob["extra"])
     else:
         recording = read_fit_rows(spec, device, options)
         model, fit = fit_recording(recording, options)
@@ -285,8 +283,7 @@ def open_recorded(address: str, *, device: int = 0, in_min: float | None = None,
                  "sha256": recording.sha256()}
         if recording.info is not None:
             extra["recorded_device"] = recording.info.name
-        blob = {"info": json.dumps(model.info.as_dict()), "options": json.dumps(asdict(options)),
-                "extra": json.dumps(extra), "state": model.state_dict()}
+        blob = {**model_blob(model, options), "extra": json.dumps(extra)}
         where = _save_cached(paths, blob) if cache else None
     extra["cache"] = str(where) if where is not None else None
     extra["open_seconds"] = time.perf_counter() - t0
