@@ -395,7 +395,7 @@ def _warn_if_poor(report: Mapping[str, Any], layer: int, samples: int) -> None:
         warnings.warn(f"the twin of layer {layer + 1} predicts its device with relative RMSE "
                       f"{rel:.2f} on held-out queries (poor above {POOR_REL_RMSE}), so PAT's "
                       f"gradients are poor; more twin_samples (now {samples}) fit a better "
-                      f"twin", stacklevel=3)
+                      f"twin", stacklevel=4)
 
 
 def build(spec: TrainSpec, n_features: int, n_classes: int, opened: list[Device], *,

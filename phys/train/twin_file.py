@@ -175,9 +175,10 @@ class TwinFile:
         """
         where = f"twin {str(self.path)!r}: layer {layer + 1}"
         if layer not in self.twins:
-            raise ValueError(f"{where} has no twin: the file holds twins of recorded "
-                             f"device(s) {', '.join(map(str, sorted(self.twins)))}, and "
-                             f"layer k needs the twin of device k-1")
+            raise ValueError(f"{where} needs the twin of recorded device {layer}, but the "
+                             f"file holds twins of device(s) "
+                             f"{', '.join(map(str, sorted(self.twins)))} only (phys twin "
+                             f"fit without --device fits every device)")
         twin = self.twins[layer]
         got = twin.model.info
         if (got.n_in, got.n_out) != (info.n_in, info.n_out):
@@ -217,8 +218,8 @@ def load_twins(path: str | Path) -> TwinFile:
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - whatever torch finds wrong with the bytes
-        raise ValueError(f"{where}: not a file of twins ({type(err).__name__}: "
-                         f"{str(err).splitlines()[0] if str(err) else ''})") from None
+        raise ValueError(f"{where}: not a file of twins (phys twin fit writes them; "
+                         f"torch.load failed with {type(err).__name__})") from None
     if not isinstance(blob, Mapping) or blob.get("format") != FORMAT:
         raise ValueError(f"{where}: not a file of twins (phys twin fit writes them)")
     if blob.get("version") != VERSION:
