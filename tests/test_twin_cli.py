@@ -154,3 +154,24 @@ def test_twin_fit_refuses_bad_arguments_before_fitting(recorded, tmp_path, monke
     err = capsys.readouterr().err.strip()
     assert err.startswith("phys: error: ") and all(p in err for p in message.split("*")), err
     assert not list(tmp_path.iterdir())
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_pat_through_a_twin_file_resumes(twin_file, tmp_path) -> None:
+    path, digest = twin_file
+    whole = _train(tmp_path / "whole", twin=str(path))
+
+    def stop(metrics: dict) -> None:
+        raise _Stop
+
+    spec = TrainSpec(**{**SMALL, "twin": str(path)})
+    with pytest.raises(_Stop):
+        train(spec, out=tmp_path / "cut", tensorboard=False, on_epoch=stop)
+    resumed = train(spec, out=tmp_path / "cut", tensorboard=False, resume=True)
+    assert resumed["checkpoints"]["resumed_from_epoch"] == 1
+    assert resumed["device_samples"] == whole["device_samples"]
+    assert resumed["test_accuracy"] == whole["test_accuracy"]
+    assert {n["sha256"] for n in resumed["twins"]} == {digest}

@@ -141,8 +141,8 @@ def fit_recording(recording: Recording, options: FitOptions,
     idx = sample_rows(len(recording), options.max_rows, options.seed)
     if idx is not None:
         recording = replace(recording, inputs=recording.inputs[idx],
-                                        outputs=recording.outputs[idx],
-                                        rows=[recording.rows[i] for i in idx])
+                            outputs=recording.outputs[idx],
+                            rows=[recording.rows[i] for i in idx])
     n = len(recording)
     if n < MIN_FIT_ROWS:
         raise ValueError(f"recording {recording.source!r} has {n} usable row(s); a fit "
