@@ -522,7 +522,15 @@ COMMANDS: dict[str, Command] = {
                     _swap_parser, _cmd_swap),
     "sweep": Command("run a grid of phys train or phys swap runs as Ray tasks",
                      _sweep_parser, _cmd_sweep),
+    "twin": Command("fit PAT's digital twins to a recording (phys twin fit)",
+                    lambda: _twin().parser(), lambda args: _twin().run(args)),
 }
+
+
+def _twin() -> Any:
+    import phys.cli_twin
+
+    return phys.cli_twin
 
 
 def _top_parser() -> argparse.ArgumentParser:

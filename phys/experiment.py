@@ -133,16 +133,31 @@ class TrainerOptions(Options):
 
 @dataclass
 class TwinOptions(Options):
-    """PAT's digital twin (``trainer="pat"`` only)."""
+    """PAT's digital twin (``trainer="pat"`` only).
 
-    twin: str = option("surrogate", choices=TWINS,
+    ``twin`` is one of :data:`TWINS` or a file of twins fitted to a recording, ``FILE.pt``
+    (``phys twin fit``; :mod:`phys.train.twin_file`), which spends no device queries.
+    """
+
+    twin: str = option("surrogate",
                        help="surrogate: a network fitted to twin_samples device queries; "
                             "simulator: the device's simulator with twin_options over "
-                            "device_options (a sim-to-real gap)")
+                            "device_options (a sim-to-real gap); FILE.pt: twins fitted to a "
+                            "recording by phys twin fit (no device queries)")
     twin_samples: int = option(8192, min=1, max=MAX_TWIN_SAMPLES,
                                help="device queries that fit a surrogate twin")
     twin_options: dict[str, Any] = option(default_factory=dict, help="options of a simulator "
                                           "twin over device_options, e.g. drive=5")
+
+    def check(self) -> None:
+        """The fields' own checks, and ``twin``: one of :data:`TWINS` or ``FILE.pt``."""
+        super().check()
+        from phys.train.twin_file import SUFFIX, is_twin_file
+
+        if self.twin not in TWINS and not is_twin_file(self.twin):
+            raise OptionError(f"twin must be one of {', '.join(TWINS)} or a file of twins "
+                              f"FILE{SUFFIX} (phys twin fit writes one), got {self.twin!r}",
+                              "twin")
 
 
 @dataclass
@@ -291,8 +306,22 @@ def prepare(spec: TrainSpec) -> DeviceSpec:
         with _blaming("twin_options"):
             device.check_options(spec.twin_options)
             _check_types(device.factory, spec.twin_options, "twin")
+    if spec.trainer == "pat" and spec.twin not in TWINS:
+        _twin_file(spec)
     _check_data(spec)
     return device
+
+
+def _twin_file(spec: TrainSpec) -> Any:
+    """The spec's :class:`~phys.train.twin_file.TwinFile`, read and checked
+    (:class:`~phys.options.OptionError` of ``twin``: a missing or bad file)."""
+    from phys.train.twin_file import load_twins
+
+    with _blaming("twin"):
+        try:
+            return load_twins(spec.twin)
+        except FileNotFoundError as err:
+            raise ValueError(str(err)) from None
 
 
 def load_data(spec: TrainSpec) -> Any:
@@ -348,29 +377,47 @@ def _open_devices(spec: TrainSpec, device: DeviceSpec, first_width: int, opened:
 def _twins(spec: TrainSpec, device: DeviceSpec, layers: list[Any], opened: list[Device],
            fit: bool = True, torch_device: Any = "cpu") -> tuple[list[Any], list]:
     """PAT's twins, one per layer, and a note per twin for the results (``fit=False``:
-    surrogates are left unfitted, for a checkpoint to fill)."""
-    from phys.train.twin import SurrogateTwin
-
+    surrogates are left unfitted, for a checkpoint to fill). Twins from a file are
+    checked against every layer's device before any is used."""
+    if spec.twin not in TWINS:
+        found = _twin_file(spec)
+        with _blaming("twin"):
+            twins = [found.for_layer(i, layer.device.info).to(torch_device)
+                     for i, layer in enumerate(layers)]
+        return twins, [found.note(i) for i in range(len(layers))]
     twins, notes = [], []
     for i, layer in enumerate(layers):
-        dev = layer.device
         if spec.twin == "simulator":
-            twin = open_layer_device(device, dev.info.n_in, dev.info.n_out, spec.seed + i,
-                                     spec.twin_options).to(torch_device)
+            twin, note = _simulator_twin(spec, device, layer.device, i, torch_device)
             opened.append(twin)
-            if not twin.info.differentiable or not hasattr(twin, "simulate"):
-                raise ValueError(
-                    f"twin='simulator' needs a differentiable simulator, but {spec.device!r} "
-                    f"is not one; use twin='surrogate'"
-                )
-            notes.append({"kind": "simulator", "options": dict(spec.twin_options)})
         else:
-            twin = SurrogateTwin(dev.info, seed=spec.seed + i).to(torch_device)
-            report = twin.fit(dev, n_samples=spec.twin_samples) if fit else {}
-            _warn_if_poor(report, i, spec.twin_samples)
-            notes.append({"kind": "surrogate", **report})
+            twin, note = _surrogate_twin(spec, layer.device, i, fit, torch_device)
         twins.append(twin)
+        notes.append(note)
     return twins, notes
+
+
+def _simulator_twin(spec: TrainSpec, device: DeviceSpec, dev: Device, i: int,
+                    torch_device: Any) -> tuple[Any, dict[str, Any]]:
+    twin = open_layer_device(device, dev.info.n_in, dev.info.n_out, spec.seed + i,
+                             spec.twin_options).to(torch_device)
+    if not twin.info.differentiable or not hasattr(twin, "simulate"):
+        twin.close()
+        raise ValueError(
+            f"twin='simulator' needs a differentiable simulator, but {spec.device!r} "
+            f"is not one; use twin='surrogate'"
+        )
+    return twin, {"kind": "simulator", "options": dict(spec.twin_options)}
+
+
+def _surrogate_twin(spec: TrainSpec, dev: Device, i: int, fit: bool, torch_device: Any
+                    ) -> tuple[Any, dict[str, Any]]:
+    from phys.train.twin import SurrogateTwin
+
+    twin = SurrogateTwin(dev.info, seed=spec.seed + i).to(torch_device)
+    report = twin.fit(dev, n_samples=spec.twin_samples) if fit else {}
+    _warn_if_poor(report, i, spec.twin_samples)
+    return twin, {"kind": "surrogate", **report}
 
 
 def _warn_if_poor(report: Mapping[str, Any], layer: int, samples: int) -> None:
@@ -382,7 +429,7 @@ def _warn_if_poor(report: Mapping[str, Any], layer: int, samples: int) -> None:
         warnings.warn(f"the twin of layer {layer + 1} predicts its device with relative RMSE "
                       f"{rel:.2f} on held-out queries (poor above {POOR_REL_RMSE}), so PAT's "
                       f"gradients are poor; more twin_samples (now {samples}) fit a better "
-                      f"twin", stacklevel=3)
+                      f"twin", stacklevel=4)
 
 
 def _physics(spec: TrainSpec, layers: list[Any]) -> Any:

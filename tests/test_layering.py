@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("phys.report",),
     ("phys.runs",),
     ("phys.load", "phys.compare", "phys.sweep"),
-    ("phys.cli", "phys.console", "phys.__main__"),
+    ("phys.cli", "phys.cli_twin", "phys.console", "phys.__main__"),
 ]
 
 

@@ -6,6 +6,11 @@ held-out relative RMSE is in ``info.extra["rel_rmse"]`` and a warning says when 
 above :data:`~phys.train.twin.POOR_REL_RMSE`. The device is differentiable through the
 model, so backpropagation and PAT can train through it.
 
+A recording of more than ``max_rows`` rows is fitted on a seeded uniform sample of them
+(read in blocks: a recording larger than memory is never loaded whole), the held-out
+tenth taken from the sample; ``info.extra["fit"]`` says how many rows the recording held
+(``rows_available``) and how many the fit used (``rows_used``).
+
 The fitted model is cached beside the recording as ``NAME.physnn-fit-<key>.pt``, keyed by
 the SHA-256 of the recording's bytes and the fit options, so the second open loads it.
 Where that folder cannot be written the cache goes under
@@ -20,7 +25,7 @@ import json
 import os
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,45 +39,45 @@ from phys.devices.recorded_io import (
     files_sha256,
     finite_range,
     read_recording,
+    sample_rows,
 )
 from phys.devices.recorded_io import recording_files as _recording_files
 from phys.download import data_dir
+from phys.options import OptionError, Options, option
 from phys.train.twin import POOR_REL_RMSE, SurrogateTwin
 
-__all__ = ["MIN_FIT_ROWS", "FitOptions", "RecordedDevice", "open_recorded"]
+__all__ = ["MAX_FIT_ROWS", "MIN_FIT_ROWS", "FitOptions", "RecordedDevice", "fit_recording",
+           "model_blob", "model_from_blob", "open_recorded", "read_fit_rows"]
 
 #: Fewest recorded rows a fit takes (a tenth of them is held out).
 MIN_FIT_ROWS = 20
+#: Rows a fit samples from a larger recording by default (a fit of well under a minute
+#: on one core with the default model).
+MAX_FIT_ROWS = 100_000
 _FORMAT = 1
 
 
 @dataclass(frozen=True)
-class FitOptions:
-    """How the surrogate is fitted (part of the cache key).
+class FitOptions(Options):
+    """How the surrogate is fitted (part of the cache key); each field is checked when
+    the options are made (:class:`~phys.options.Options`)."""
 
-    Args:
-        hidden: Width of the hidden layers.
-        depth: Number of hidden layers.
-        epochs: Passes over the fitting rows.
-        batch_size: Rows per optimiser step.
-        lr: Adam learning rate.
-        seed: Seeds the weights, the held-out split and the batches.
-    """
+    hidden: int = option(256, min=1, max=65_536, help="width of the surrogate's hidden "
+                         "layers")
+    depth: int = option(2, min=1, max=100, help="hidden layers of the surrogate")
+    epochs: int = option(30, min=1, help="passes over the fitting rows")
+    batch_size: int = option(256, min=1, help="rows per optimiser step")
+    lr: float = option(2e-3, min=0.0, help="Adam learning rate (> 0)")
+    seed: int = option(0, help="seeds the weights, the row sample, the held-out split and "
+                       "the batches")
+    max_rows: int = option(MAX_FIT_ROWS, min=MIN_FIT_ROWS, help="fit on a seeded uniform "
+                           "sample of this many rows of a larger recording")
 
-    hidden: int = 256
-    depth: int = 2
-    epochs: int = 30
-    batch_size: int = 256
-    lr: float = 2e-3
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for key in ("hidden", "depth", "epochs", "batch_size"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{key} must be a positive int, got {value!r}")
-        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
-            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+    def check(self) -> None:
+        """The fields' checks, and ``lr > 0``."""
+        super().check()
+        if not self.lr > 0:
+            raise OptionError(f"lr must be a positive number, got {self.lr!r}", "lr")
 
 
 class _Answers(Device):
@@ -124,11 +129,20 @@ class RecordedDevice(Device):
 def fit_recording(recording: Recording, options: FitOptions,
                   ) -> tuple[SurrogateTwin, dict[str, Any]]:
     """A surrogate fitted to ``recording``, and its report (``rel_rmse``, ``samples``,
-    ``seconds``).
+    ``held_out``, ``rows_available``, ``rows_used``, ``dropped``, ``seconds``).
+
+    ``recording`` is read with ``max_rows`` and ``seed`` of ``options``
+    (:func:`read_fit_rows`); a recording with more rows is cut to a sample here.
 
     Raises:
         ValueError: fewer than :data:`MIN_FIT_ROWS` rows.
     """
+    available = len(recording) if recording.available is None else recording.available
+    idx = sample_rows(len(recording), options.max_rows, options.seed)
+    if idx is not None:
+        recording = replace(recording, inputs=recording.inputs[idx],
+                            outputs=recording.outputs[idx],
+                            rows=[recording.rows[i] for i in idx])
     n = len(recording)
     if n < MIN_FIT_ROWS:
         raise ValueError(f"recording {recording.source!r} has {n} usable row(s); a fit "
@@ -143,9 +157,16 @@ def fit_recording(recording: Recording, options: FitOptions,
     model = SurrogateTwin(info, hidden=options.hidden, depth=options.depth,
                           seed=options.seed)
     report = model.fit(_Answers(info, x, y), inputs=x, epochs=options.epochs,
-                       batch_size=options.batch_size, lr=options.lr)
+                       batch_size=options.batch_size, lr=options.lr, count_flops=False)
     return model, {"rel_rmse": report["rel_rmse"], "samples": n,
-                   "held_out": max(1, n // 10), "seconds": report["seconds"]}
+                   "held_out": max(1, n // 10), "rows_available": available, "rows_used": n,
+                   "dropped": recording.dropped, "seconds": report["seconds"]}
+
+
+def read_fit_rows(spec: str, device: int, options: FitOptions) -> Recording:
+    """The rows of recording ``spec`` that a fit with ``options`` uses: at most
+    ``options.max_rows``, sampled with ``options.seed``."""
+    return read_recording(spec, device, max_rows=options.max_rows, seed=options.seed)
 
 
 def _cache_paths(files: tuple[Path, ...], key: str, cache_dir: str | None) -> list[Path]:
@@ -199,7 +220,19 @@ def _save_cached(paths: list[Path], blob: dict[str, Any]) -> Path | None:
     return None
 
 
-def _model_from(blob: dict[str, Any]) -> SurrogateTwin:
+def model_blob(model: SurrogateTwin, options: FitOptions) -> dict[str, Any]:
+    """``model`` as plain data (``torch.load(..., weights_only=True)`` reads it back):
+    its info and fit options as JSON, its weights."""
+    return {"info": json.dumps(model.info.as_dict()), "options": json.dumps(asdict(options)),
+            "state": model.state_dict()}
+
+
+def model_from_blob(blob: dict[str, Any]) -> SurrogateTwin:
+    """The surrogate :func:`model_blob` saved.
+
+    Raises:
+        KeyError, TypeError, ValueError, RuntimeError: ``blob`` is not such data.
+    """
     info = DeviceInfo.from_dict(json.loads(blob["info"]))
     opts = FitOptions(**json.loads(blob["options"]))
     model = SurrogateTwin(info, hidden=opts.hidden, depth=opts.depth, seed=opts.seed)
@@ -211,7 +244,7 @@ def open_recorded(address: str, *, device: int = 0, in_min: float | None = None,
                   in_max: float | None = None, cache: bool = True,
                   cache_dir: str | None = None, hidden: int = 256,
                   depth: int = 2, epochs: int = 30, batch_size: int = 256, lr: float = 2e-3,
-                  seed: int = 0) -> RecordedDevice:
+                  seed: int = 0, max_rows: int = MAX_FIT_ROWS) -> RecordedDevice:
     """Open ``recorded:PATH``: a device fitted to the recording PATH names (see
     :mod:`phys.devices.recorded_io`), from the cache when it was fitted before.
 
@@ -222,7 +255,8 @@ def open_recorded(address: str, *, device: int = 0, in_min: float | None = None,
         in_max: Largest accepted input (default: the largest recorded one).
         cache: Load and save the fitted model (beside the recording, see the module).
         cache_dir: A folder for the cache instead.
-        hidden, depth, epochs, batch_size, lr, seed: The fit (see :class:`FitOptions`).
+        hidden, depth, epochs, batch_size, lr, seed, max_rows: The fit (see
+            :class:`FitOptions`).
 
     Raises:
         FileNotFoundError: a missing recording file.
@@ -232,7 +266,7 @@ def open_recorded(address: str, *, device: int = 0, in_min: float | None = None,
 
     spec = _path_of(address, "recorded")
     check_options(device, in_min, in_max)
-    options = FitOptions(hidden, depth, epochs, batch_size, lr, seed)
+    options = FitOptions(hidden, depth, epochs, batch_size, lr, seed, max_rows)
     t0 = time.perf_counter()
     _, files, part = _recording_files(spec, device)
     paths = _cache_paths(files, _cache_key(files_sha256(files, part), options),
@@ -240,17 +274,16 @@ def open_recorded(address: str, *, device: int = 0, in_min: float | None = None,
     found = _load_cached(paths) if cache else None
     if found is not None:
         blob, where = found
-        model, extra = _model_from(blob), json.loads(blob["extra"])
+        model, extra = model_from_blob(blob), json.loads(blob["extra"])
     else:
-        recording = read_recording(spec, device)
+        recording = read_fit_rows(spec, device, options)
         model, fit = fit_recording(recording, options)
         extra = {"recording": spec, "rel_rmse": fit["rel_rmse"], "fit": fit,
-                 "rows": len(recording), "dropped": recording.dropped,
+                 "rows": fit["rows_used"], "dropped": recording.dropped,
                  "sha256": recording.sha256()}
         if recording.info is not None:
             extra["recorded_device"] = recording.info.name
-        blob = {"info": json.dumps(model.info.as_dict()), "options": json.dumps(asdict(options)),
-                "extra": json.dumps(extra), "state": model.state_dict()}
+        blob = {**model_blob(model, options), "extra": json.dumps(extra)}
         where = _save_cached(paths, blob) if cache else None
     extra["cache"] = str(where) if where is not None else None
     extra["open_seconds"] = time.perf_counter() - t0

@@ -7,13 +7,17 @@ A recording is named by a path:
   that is not numbers (a header), or that is all zeros in both files (the header row of
   the published acoustic recordings), is skipped. A ``.npy`` holds a 2-D array.
 - ``DIR``: a folder holding ``x_data.csv`` and ``y_data.csv`` (or ``x_data.npy`` and
-  ``y_data.npy``).
-- ``FILE.h5``: a run's recording (:mod:`phys.recording`), one device of it.
+  ``y_data.npy``), or a run directory holding ``measurements.h5``.
+- ``FILE.h5``: a run's recording (:mod:`phys.recording`), one device of it (device ``k``
+  is layer ``k`` of the run that recorded it).
 - A bare name of a published file set: ``phyll_acoustic``
   (:func:`phys.data.acoustic_recordings`).
 
 Rows with NaN or Inf are dropped, counted and reported with a warning; rows of the wrong
 width, files of different lengths or a missing file are errors naming the file and line.
+With ``max_rows``, a seeded uniform sample of that many rows is read (from HDF5 in
+blocks, so a recording larger than memory is never loaded whole); NaN and Inf rows are
+then dropped from the sample.
 """
 
 from __future__ import annotations
@@ -30,13 +34,18 @@ import numpy as np
 
 from phys.device import DeviceInfo
 
-__all__ = ["PUBLISHED", "Recording", "check_options", "read_recording"]
+__all__ = ["PUBLISHED", "Recording", "check_options", "count_devices", "read_recording",
+           "sample_rows"]
 
 #: Bare names of published recordings -> a function giving their folder.
 PUBLISHED: dict[str, str] = {"phyll_acoustic": "phys.data:acoustic_recordings"}
 _PAIR_NAMES = (("x_data.csv", "y_data.csv"), ("x_data.npy", "y_data.npy"))
 _H5_SUFFIXES = (".h5", ".hdf5")
+#: The recording a run directory holds (``phys train --record``).
+RUN_RECORDING = "measurements.h5"
 _CHUNK = 1 << 20
+#: Rows of an HDF5 recording read at a time when sampling it.
+_BLOCK = 1 << 16
 
 
 @dataclass
@@ -50,6 +59,8 @@ class Recording:
         dropped: How many rows with NaN or Inf were dropped.
         info: The recorded device's info (HDF5 recordings), else ``None``.
         part: Which part of the files (``"device 0"`` of an HDF5 recording, else ``""``).
+        available: Rows the recording holds (before a sample and before dropping NaN or
+            Inf), ``None``: as many as were read.
     """
 
     source: str
@@ -60,6 +71,7 @@ class Recording:
     dropped: int = 0
     info: DeviceInfo | None = None
     part: str = ""
+    available: int | None = None
     _digest: str | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
@@ -106,8 +118,11 @@ def recording_files(spec: str, device: int = 0) -> tuple[str, tuple[Path, ...], 
         for x_name, y_name in _PAIR_NAMES:
             if (path / x_name).is_file():
                 return "pair", (path / x_name, _existing(path / y_name)), ""
+        if (path / RUN_RECORDING).is_file():
+            return "h5", (path / RUN_RECORDING,), f"device {device}"
         raise FileNotFoundError(f"recording folder {path} holds neither x_data.csv and "
-                                f"y_data.csv nor x_data.npy and y_data.npy")
+                                f"y_data.csv, x_data.npy and y_data.npy, nor a run's "
+                                f"{RUN_RECORDING}")
     if path.suffix.lower() in _H5_SUFFIXES:
         return "h5", (_existing(path),), f"device {device}"
     _existing(path)
@@ -129,12 +144,16 @@ def _existing(path: Path) -> Path:
     return path
 
 
-def read_recording(spec: str, device: int = 0) -> Recording:
+def read_recording(spec: str, device: int = 0, *, max_rows: int | None = None,
+                   seed: int = 0) -> Recording:
     """Read and check the recording ``spec`` names (see the module docstring).
 
     Args:
         spec: The recording's path(s) or published name.
         device: Which device of an HDF5 recording.
+        max_rows: Read a seeded uniform sample of this many rows when the recording holds
+            more (``None``: every row).
+        seed: Seeds that sample.
 
     Raises:
         FileNotFoundError: a missing file.
@@ -143,8 +162,8 @@ def read_recording(spec: str, device: int = 0) -> Recording:
     """
     kind, files, part = recording_files(spec, device)
     if kind == "h5":
-        x, y, info, where = _read_h5(files[0], device)
-        x_rows = y_rows = [f"{where} row {i}" for i in range(len(x))]
+        x, y, info, where, available, picked = _read_h5(files[0], device, max_rows, seed)
+        x_rows = y_rows = [f"{where} row {i}" for i in picked]
     else:
         (x, x_rows), (y, y_rows) = (_read_array(p) for p in files)
         info = None
@@ -153,6 +172,10 @@ def read_recording(spec: str, device: int = 0) -> Recording:
             raise ValueError(f"recording {spec!r}: {files[0].name} has {len(x)} rows but "
                              f"{files[1].name} has {len(y)}; row i of the outputs must be "
                              f"the answer to row i of the inputs")
+        available, idx = len(x), sample_rows(len(x), max_rows, seed)
+        if idx is not None:
+            x, y = x[idx], y[idx]
+            x_rows, y_rows = [x_rows[i] for i in idx], [y_rows[i] for i in idx]
     keep = np.isfinite(x).all(1) & np.isfinite(y).all(1)
     dropped = int((~keep).sum())
     if dropped:
@@ -162,7 +185,30 @@ def read_recording(spec: str, device: int = 0) -> Recording:
     rows = [x_rows[i] for i in np.flatnonzero(keep)]
     return Recording(spec, np.ascontiguousarray(x[keep], np.float32),
                      np.ascontiguousarray(y[keep], np.float32), files, rows, dropped,
-                     info, part)
+                     info, part, available)
+
+
+def sample_rows(n: int, max_rows: int | None, seed: int) -> np.ndarray | None:
+    """Sorted indices of a seeded uniform sample of ``max_rows`` of ``n`` rows, without
+    repeats; ``None`` (every row) when ``max_rows`` is ``None`` or ``n <= max_rows``."""
+    if max_rows is None or n <= max_rows:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(n, max_rows, replace=False))
+
+
+def count_devices(spec: str) -> int:
+    """How many devices the recording ``spec`` holds (a pair of files: one)."""
+    kind, files, _ = recording_files(spec)
+    if kind != "h5":
+        return 1
+    from phys import recording
+
+    try:
+        with recording.open(files[0]) as rec:
+            return len(rec.devices)
+    except OSError as err:
+        raise ValueError(f"{files[0]}: cannot read the HDF5 recording (truncated or not "
+                         f"HDF5?): {err}") from None
 
 
 def _read_array(path: Path) -> tuple[np.ndarray, list[str]]:
@@ -227,8 +273,10 @@ def _drop_header(x: np.ndarray, x_rows: list[str], y: np.ndarray, y_rows: list[s
     return x, x_rows, y, y_rows
 
 
-def _read_h5(path: Path, device: int) -> tuple[np.ndarray, np.ndarray, DeviceInfo, str]:
-    """Inputs, outputs, info and a name for device ``device`` of an HDF5 recording."""
+def _read_h5(path: Path, device: int, max_rows: int | None, seed: int
+             ) -> tuple[np.ndarray, np.ndarray, DeviceInfo, str, int, Any]:
+    """Inputs, outputs, info, a name, the rows available and the rows read (indices) of
+    device ``device`` of an HDF5 recording."""
     from phys import recording
 
     try:
@@ -239,9 +287,9 @@ def _read_h5(path: Path, device: int) -> tuple[np.ndarray, np.ndarray, DeviceInf
                 raise ValueError(f"{path}: recording has {len(devices)} device(s), no "
                                  f"device {device}")
             dev = devices[device]
-            info = dev.info
-            x = np.asarray(dev.inputs[:], np.float32)
-            y = np.asarray(dev.outputs[:], np.float32)
+            info, available = dev.info, len(dev)
+            idx = sample_rows(available, max_rows, seed)
+            x, y = _take(dev.inputs, idx), _take(dev.outputs, idx)
         finally:
             getattr(rec, "close", lambda: None)()
     except OSError as err:
@@ -254,7 +302,21 @@ def _read_h5(path: Path, device: int) -> tuple[np.ndarray, np.ndarray, DeviceInf
                              f"info says")
     if len(x) != len(y):
         raise ValueError(f"{where}: {len(x)} inputs but {len(y)} outputs")
-    return x, y, info, where
+    return x, y, info, where, available, range(available) if idx is None else idx
+
+
+def _take(column: Any, idx: np.ndarray | None) -> np.ndarray:
+    """Rows ``idx`` (sorted; ``None``: all) of a lazy column as float32, read a block of
+    :data:`_BLOCK` rows at a time (only blocks that hold a chosen row)."""
+    if idx is None:
+        return np.asarray(column[:], np.float32)
+    out = np.empty((len(idx), *column.shape[1:]), np.float32)
+    for start in range(0, len(column), _BLOCK):
+        a, b = np.searchsorted(idx, (start, start + _BLOCK))
+        if a < b:
+            first, last = int(idx[a]), int(idx[b - 1])
+            out[a:b] = column[first:last + 1][idx[a:b] - first]
+    return out
 
 
 def check_options(device: int, in_min: float | None, in_max: float | None) -> None:

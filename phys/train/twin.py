@@ -7,6 +7,7 @@ network fitted to the device's own answers.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -88,10 +89,11 @@ class SurrogateTwin(nn.Module):
 
     def fit(self, device: Device, *, n_samples: int = 8192, epochs: int = 30,
             batch_size: int = 256, lr: float = 2e-3,
-            inputs: torch.Tensor | None = None) -> dict[str, Any]:
+            inputs: torch.Tensor | None = None, count_flops: bool = True) -> dict[str, Any]:
         """Query ``device`` on ``inputs`` (default: ``n_samples`` uniform in range) and fit
         the MLP to its answers by mean-squared error. The queries count in
-        ``device.stats``; the fitting FLOPs in ``self.flops``. Progress goes to the logger
+        ``device.stats``; the fitting FLOPs in ``self.flops`` (unless ``count_flops`` is
+        false: counting slows a fit several times). Progress goes to the logger
         ``phys.progress``, a few lines per fit.
 
         Returns:
@@ -110,7 +112,8 @@ class SurrogateTwin(nn.Module):
         self.y_mean.copy_(y.mean(0))
         self.y_std.copy_(y.std(0).clamp_min(1e-6))
         n_val = max(1, len(u) // 10)
-        self._train(u[n_val:], y[n_val:], epochs, batch_size, lr, gen)
+        with self.flops.count() if count_flops else contextlib.nullcontext():
+            self._train(u[n_val:], y[n_val:], epochs, batch_size, lr, gen)
         with torch.no_grad():
             u_val, y_val = u[:n_val], y[:n_val]
             err = (self.simulate(u_val) - y_val).square().mean().sqrt()
@@ -128,16 +131,15 @@ class SurrogateTwin(nn.Module):
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, steps))
         target = (y_fit - self.y_mean) / self.y_std
         report_every = max(1, epochs // _FIT_LINES)
-        with self.flops.count():
-            for epoch in range(epochs):
-                order = torch.randperm(len(u_fit), generator=gen)
-                for start in range(0, len(u_fit), batch_size):
-                    idx = order[start:start + batch_size]
-                    loss = F.mse_loss(self.net(self._unit(u_fit[idx])), target[idx])
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    sched.step()
-                if (epoch + 1) % report_every == 0 and epoch + 1 < epochs:
-                    LOG.info("twin of %s: fitting epoch %d/%d, loss %.4f", self.info.name,
-                             epoch + 1, epochs, loss.item())
+        for epoch in range(epochs):
+            order = torch.randperm(len(u_fit), generator=gen)
+            for start in range(0, len(u_fit), batch_size):
+                idx = order[start:start + batch_size]
+                loss = F.mse_loss(self.net(self._unit(u_fit[idx])), target[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+            if (epoch + 1) % report_every == 0 and epoch + 1 < epochs:
+                LOG.info("twin of %s: fitting epoch %d/%d, loss %.4f", self.info.name,
+                         epoch + 1, epochs, loss.item())

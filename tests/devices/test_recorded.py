@@ -279,7 +279,8 @@ def test_poor_fits_warn(tmp_path) -> None:
     ({"in_min": 1.0, "in_max": 0.0}, "in_min must be below in_max"),
     ({"in_max": float("nan")}, "in_max must be a finite number"),
     ({"device": -1}, "device must be an int >= 0"),
-    ({"epochs": 0}, "epochs must be a positive int"),
+    ({"epochs": 0}, "epochs must be >= 1"),
+    ({"max_rows": 5}, "max_rows must be >= 20"),
 ])
 def test_bad_options_are_refused_before_any_work(sim_recording, options, message) -> None:
     pair, _ = sim_recording
