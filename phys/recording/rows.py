@@ -9,6 +9,7 @@ commits the counts. The two sides share nothing else: the caller's counter
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,7 @@ class Pending:
     n: int
     columns: dict[str, np.ndarray]
     settings: list[str] = field(default_factory=list)
+    buffers: dict[str, np.ndarray] = field(default_factory=dict)  # to reuse once written
 
 
 class DeviceRows:
@@ -42,6 +44,8 @@ class DeviceRows:
         self.next_query = next_query
         self.buffers: dict[str, np.ndarray] = {}
         self.pending_rows, self.pending_settings = 0, []
+        #: Buffers the writer is done with, for the caller to fill again (no new pages).
+        self.spare: deque[dict[str, np.ndarray]] = deque(maxlen=2)
         self.row_bytes = 4 * (info.n_in + info.n_out) + 17
         #: Rows the buffers start with: those of one hand-over (no regrowth on the way).
         self.spill_rows = max(1024, spill_bytes // self.row_bytes + 1)
@@ -60,6 +64,10 @@ class DeviceRows:
         """The buffers, with room for ``n`` more rows."""
         have = len(self.buffers["query"]) if self.buffers else 0
         need = self.pending_rows + n
+        if not self.buffers and self.spare:
+            spare = self.spare.popleft()
+            if len(spare["query"]) >= need:
+                self.buffers, have = spare, len(spare["query"])
         if need > have:
             size = max(need, 2 * have, self.spill_rows)
             grown = {}
@@ -78,7 +86,7 @@ class DeviceRows:
             return None
         n = self.pending_rows
         block = Pending(self.handed, n, {name: buf[:n] for name, buf in self.buffers.items()}
-                        if n else {}, self.pending_settings)
+                        if n else {}, self.pending_settings, self.buffers)
         self.handed += n
         self.buffers, self.pending_rows, self.pending_settings = {}, 0, []
         return block
@@ -99,6 +107,8 @@ class DeviceRows:
             ds.resize((stop,))
             ds[self.n_settings:stop] = block.settings
         self.rows, self.n_settings = end, self.n_settings + len(block.settings)
+        if block.buffers:
+            self.spare.append(block.buffers)
 
     def commit_counts(self) -> None:
         """Make the written rows part of the recording (the counts a reader trusts)."""

@@ -32,9 +32,9 @@ from phys.recording.rows import DeviceRows, Pending
 __all__ = ["Recording"]
 
 #: Buffered bytes above which rows are handed to the writer thread before the next flush.
-SPILL_BYTES = 4 * 2**20
+SPILL_BYTES = 8 * 2**20
 #: Blocks handed to the writer thread that may wait for it (the rest wait for the caller).
-MAX_QUEUED = 8
+MAX_QUEUED = 4
 #: Bytes written after which the writer thread also syncs them to the disk, so that a
 #: flush (before each checkpoint) finds little left to sync.
 SYNC_BYTES = 32 * 2**20
@@ -96,7 +96,7 @@ class Recording:
             with h5py.File(tmp, "w", fs_strategy="none") as f:
                 f.attrs["format"], f.attrs["version"] = L.FORMAT, L.VERSION
                 f.create_group("devices")
-        return cls(path, L.open_h5(path, "r+", rdcc_nbytes=32 * 2**20))
+        return cls(path, L.open_h5(path, "r+", rdcc_nbytes=0))
 
     @classmethod
     def append(cls, path: str | os.PathLike[str]) -> Recording:
@@ -108,7 +108,7 @@ class Recording:
             ValueError: the file is not a readable recording (the message says why).
         """
         path = Path(path)
-        rec = cls(path, L.open_h5(path, "r+", rdcc_nbytes=32 * 2**20))
+        rec = cls(path, L.open_h5(path, "r+", rdcc_nbytes=0))
         try:
             for k, group in enumerate(L.device_groups(rec._h5, path)):
                 info, rows, n_settings = L.read_device(group, k, path)
