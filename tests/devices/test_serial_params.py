@@ -61,7 +61,7 @@ def test_a_two_dimensional_parameter_goes_flat_over_the_wire() -> None:
     mask = torch.rand(12, 12, generator=torch.Generator().manual_seed(4)) * 6.0
     ref.set("mask", mask)
     with Emulator.serving("optics", **options) as lab, SerialDevice(lab.port) as dev:
-        assert dev.info.param("mask").shape == (144,)
+        assert dev.info.param("mask").shape == (12, 12)  # INFO's shape
         dev.set("mask", mask.flatten())
         assert torch.equal(dev.query(x), ref.query(x))
 
