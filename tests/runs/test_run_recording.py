@@ -74,3 +74,25 @@ def test_sigkill_and_resume_record_every_query_exactly_once(tmp_path, seed) -> N
             assert np.array_equal(a[name], b[name]), name
     results = json.loads((out / "results.json").read_text())
     assert sum(int((d["phase"] == 0).sum()) for d in killed) == results["device_samples"]
+
+
+def test_a_run_training_the_physics_killed_and_resumed_equals_the_uninterrupted(tmp_path):
+    config = {**CONFIG, "layers": 1, "epochs": 2, "subset": 192, "train_physics": "spsa",
+              "physics_every": 2, "physics_directions": 1}
+    reference = tmp_path / "reference"
+    want = train(TrainSpec(**config), out=reference, record=True, tensorboard=False,
+                 checkpoint_every=1)
+    out = tmp_path / "killed"
+    args = [f"--{k.replace('_', '-')}={v}" for k, v in config.items()]
+    kill_and_resume(["train", *args, "--record", "--no-tensorboard", "--checkpoint-every",
+                     "1"], out, out / "checkpoint.pt", kills=2, rng=random.Random(5),
+                    checkpoints=(1, 4))
+    got = json.loads((out / "results.json").read_text())
+    assert got["physics"]["values"] == want["physics"]["values"]
+    assert got["physics"]["samples"] == want["physics"]["samples"] > 0
+    assert got["test_accuracy"] == want["test_accuracy"]
+    with open_recording(out / "measurements.h5") as a, \
+            open_recording(reference / "measurements.h5") as b:
+        assert [(s.row, s.values) for s in a.devices[0].settings] == \
+            [(s.row, s.values) for s in b.devices[0].settings]
+        assert np.array_equal(a.devices[0].outputs[:], b.devices[0].outputs[:])
