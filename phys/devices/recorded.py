@@ -14,7 +14,8 @@ tenth taken from the sample; ``info.extra["fit"]`` says how many rows the record
 The fitted model is cached beside the recording as ``NAME.physnn-fit-<key>.pt``, keyed by
 the SHA-256 of the recording's bytes and the fit options, so the second open loads it.
 Where that folder cannot be written the cache goes under
-``phys.download.data_dir() / "fits"``; where neither can, the model is not cached (a
+``phys.download.data_dir() / "fits"``, else under ``~/.cache/phys/fits`` (a shared,
+read-only ``$PHYS_DATA``); where none can, the model is not cached (a
 warning says so).
 """
 
@@ -173,7 +174,9 @@ def _cache_paths(files: tuple[Path, ...], key: str, cache_dir: str | None) -> li
     name = f"{files[0].stem}.physnn-fit-{key}.pt"
     if cache_dir is not None:
         return [Path(cache_dir).expanduser() / name]
-    return [files[0].parent / name, data_dir() / "fits" / name]
+    paths = [files[0].parent / name, data_dir() / "fits" / name]
+    home = Path.home() / ".cache" / "phys" / "fits" / name  # when $PHYS_DATA is read-only
+    return paths if home in paths else [*paths, home]
 
 
 def _writable(folder: Path) -> bool:

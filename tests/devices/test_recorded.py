@@ -106,6 +106,27 @@ def test_the_cache_goes_elsewhere_when_the_folder_is_read_only(tmp_path, monkeyp
     assert not list(shelf.glob("*.pt"))
 
 
+def test_with_a_read_only_phys_data_the_cache_goes_to_the_home_cache(tmp_path,
+                                                                    monkeypatch) -> None:
+    with small_optics() as dev:
+        x, y = record(dev, 200)
+    shelf = tmp_path / "shared"  # a shared data folder: recordings and $PHYS_DATA in one
+    shelf.mkdir()
+    pair = save_pair(shelf, x, y)
+    shelf.chmod(0o555)
+    monkeypatch.setenv("PHYS_DATA", str(shelf))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    try:
+        dev = phys.open(f"recorded:{pair}", hidden=16, epochs=2)
+        again = phys.open(f"recorded:{pair}", hidden=16, epochs=2)
+    finally:
+        shelf.chmod(0o755)
+    home = tmp_path / "home" / ".cache" / "phys" / "fits"
+    assert Path(dev.info.extra["cache"]).parent == home
+    assert again.info.extra["open_seconds"] < dev.info.extra["open_seconds"]
+    assert not list(shelf.rglob("*.pt"))
+
+
 def test_replay_answers_bit_exactly_and_refuses_other_rows(sim_recording) -> None:
     pair, _ = sim_recording
     x, y = np.load(pair.split(",")[0]), np.load(pair.split(",")[1])
