@@ -42,7 +42,7 @@ The modules, one job each:
 
 from __future__ import annotations
 
-from phys.runs.device_loss import DeviceGuard, DeviceLost
+from phys.runs.device_loss import DeviceGuard, DeviceLost, SettingRefused
 from phys.runs.keeper import Keeper
 from phys.runs.layout import (
     CONFIG,
@@ -72,5 +72,5 @@ from phys.runs.training import train
 
 __all__ = ["CONFIG", "FORMAT", "LATEST", "METRICS", "PREVIOUS", "RESULTS", "VERSION",
            "CheckpointError", "CheckpointWarning", "DeviceGuard", "DeviceLost", "Keeper",
-           "RunDir", "RunLocked", "config_diff", "device_state", "jsonable", "load_device_state",
+           "RunDir", "RunLocked", "SettingRefused", "config_diff", "device_state", "jsonable", "load_device_state",
            "restore_rng", "restore_train", "rng_state", "train", "train_state", "versions"]

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from phys.runs.keeper import Keeper
 from phys.train.callbacks import Callback
 
-__all__ = ["DeviceGuard", "DeviceLost"]
+__all__ = ["DeviceGuard", "DeviceLost", "SettingGuard", "SettingRefused"]
 
 T = TypeVar("T")
 
@@ -109,3 +109,49 @@ class DeviceGuard(Callback):
                     self.log(f"still no answer: {err}")
                     return False
                 time.sleep(min(self.poll, max(0.0, deadline - time.monotonic())))
+
+
+class SettingRefused(DeviceLost):
+    """A device refused a physical setting while its parameters trained; the run was
+    saved as it was before that step."""
+
+
+class SettingGuard(Callback):
+    """Stops a run cleanly when a device refuses a physical setting mid-run (a trainer's
+    :class:`~phys.train.physics.PhysicsSetError`): the trainer is put back where it was
+    before the step (its parameters set back on the devices), the run is saved (with a
+    ``keeper``), and :class:`SettingRefused` names the layer, parameter and value and the
+    command that continues the run. Does nothing for a trainer that trains no physics.
+
+    Args:
+        resume_hint: The command that continues the run, for messages.
+        keeper: Saves the run (``None``: nothing is saved).
+    """
+
+    def __init__(self, resume_hint: str, keeper: Keeper | None = None) -> None:
+        self.resume_hint, self.keeper = resume_hint, keeper
+
+    def wrap(self, trainer: Any, kind: str, call: Callable[[], T]) -> T:
+        if kind != "step" or getattr(trainer, "physics", None) is None:
+            return call()
+        import torch
+
+        from phys.train.physics import PhysicsSetError
+
+        before = (copy.deepcopy(trainer.state_dict()), torch.get_rng_state())
+        try:
+            return call()
+        except PhysicsSetError as err:
+            back = ""
+            try:
+                trainer.load_state_dict(copy.deepcopy(before[0]))
+            except PhysicsSetError as again:  # the trainer's state is restored all the same
+                back = f" (setting the parameters back was refused too: {again})"
+            torch.set_rng_state(before[1])
+            saved = "nothing was saved (no run directory)"
+            if self.keeper is not None:
+                self.keeper.save(wait=True)
+                saved = (f"the run is saved in {self.keeper.run.path} as it was before this "
+                         f"step; continue with: {self.resume_hint}")
+            raise SettingRefused(f"training stopped in epoch {trainer.epoch + 1}: {err}{back}; "
+                                 f"{saved}") from err

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from phys.device import as_torch_device
-from phys.runs.device_loss import DeviceGuard
+from phys.runs.device_loss import DeviceGuard, SettingGuard
 from phys.runs.keeper import Keeper, check_every
 from phys.runs.layout import RunDir, jsonable
 from phys.runs.lock import check_out
@@ -96,6 +96,7 @@ def _callbacks(run_dir: RunDir | None, state: Callable[[], Mapping[str, Any]],
     if settings.get("recorder") is not None:  # flushed before each checkpoint is taken
         callbacks.insert(0, RecordPhases(settings["recorder"], settings["checkpoint_every"]))
     callbacks.append(DeviceGuard(settings["device_wait"], hint, keeper))
+    callbacks.append(SettingGuard(hint, keeper))
     if run_dir is not None and settings["tensorboard"]:
         from phys.runs.tensorboard import TensorBoardLog
 

@@ -135,18 +135,20 @@ class PhysicalParameters:
         if len(state["values"]) != len(self.devices):
             raise ValueError(f"checkpoint has physical parameters of {len(state['values'])} "
                              f"layers, this network {len(self.devices)}")
-        for i, (vals, gen) in enumerate(zip(state["values"], state["generators"],
-                                            strict=True)):
+        for i, vals in enumerate(state["values"]):
             if set(vals) != set(self.values[i]):
                 raise ValueError(f"layer {i}: checkpoint trains parameters {sorted(vals)}, "
                                  f"this run {sorted(self.values[i])}")
-            if vals:
-                self.values[i] = {n: v.clone() for n, v in vals.items()}
-                self._set(i, self.values[i])
+        for i, (vals, gen) in enumerate(zip(state["values"], state["generators"],
+                                            strict=True)):
+            self.values[i] = {n: v.clone() for n, v in vals.items()}
             if gen is not None:
                 self.estimators[i].generator.set_state(gen)
         self.steps, self.batches = list(state["steps"]), int(state["batches"])
         self.samples = list(state["samples"])
+        for i, vals in enumerate(self.values):  # the state is whole even if a set fails
+            if vals:
+                self._set(i, vals)
 
     def as_dict(self) -> dict[str, Any]:
         """For results: the samples spent and the final values, per layer."""
