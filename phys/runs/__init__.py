@@ -72,5 +72,6 @@ from phys.runs.training import train
 
 __all__ = ["CONFIG", "FORMAT", "LATEST", "METRICS", "PREVIOUS", "RESULTS", "VERSION",
            "CheckpointError", "CheckpointWarning", "DeviceGuard", "DeviceLost", "Keeper",
-           "RunDir", "RunLocked", "SettingRefused", "config_diff", "device_state", "jsonable", "load_device_state",
-           "restore_rng", "restore_train", "rng_state", "train", "train_state", "versions"]
+           "RunDir", "RunLocked", "SettingRefused", "config_diff", "device_state", "jsonable",
+           "load_device_state", "restore_rng", "restore_train", "rng_state", "train",
+           "train_state", "versions"]
