@@ -177,7 +177,9 @@ class PhysicsOptions(Options):
                                 "parameters")
     physics_method: str = borrowed(PerturbOptions, "method")
     physics_directions: int = borrowed(PerturbOptions, "directions")
-    physics_lr: float = borrowed(PerturbOptions, "lr")
+    physics_lr: float = borrowed(PerturbOptions, "lr", help="step size, in units of each "
+                                 "parameter's range (spsa: of each step; twin: the "
+                                 "learning rate of the parameters in the trainer's Adam)")
     physics_perturbation: float = borrowed(PerturbOptions, "perturbation")
 
     def perturb_options(self) -> PerturbOptions:
@@ -458,6 +460,11 @@ def _physics_blamed(spec: TrainSpec) -> contextlib.AbstractContextManager[None]:
         contextlib.nullcontext()
 
 
+def _physics_args(spec: TrainSpec) -> dict[str, Any]:
+    """The end-to-end trainers' keywords of ``train_physics='twin'``."""
+    return {"train_physics": spec.train_physics == "twin", "physics_lr": spec.physics_lr}
+
+
 def _physics(spec: TrainSpec, layers: list[Any]) -> Any:
     """The physical parameters to train by perturbation (``None``: none)."""
     if spec.train_physics != "spsa":
@@ -506,12 +513,10 @@ def build(spec: TrainSpec, n_features: int, n_classes: int, opened: list[Device]
         from phys.train.backprop import BackpropTrainer
 
         with _physics_blamed(spec):
-            return BackpropTrainer(network, TrainConfig(**common),
-                                   train_physics=spec.train_physics == "twin"), {}
+            return BackpropTrainer(network, TrainConfig(**common), **_physics_args(spec)), {}
     from phys.train.pat import PATTrainer
 
     twins, notes = _twins(spec, device, layers, opened, fit_twins, torch_device)
     with _physics_blamed(spec):
-        trainer = PATTrainer(network, twins, TrainConfig(**common),
-                             train_physics=spec.train_physics == "twin")
+        trainer = PATTrainer(network, twins, TrainConfig(**common), **_physics_args(spec))
     return trainer, {"twins": notes}

@@ -236,7 +236,8 @@ def _check_twin_params(twin: Any, info: DeviceInfo, names: tuple[str, ...]) -> N
     """``ValueError`` unless ``twin`` differentiates with respect to ``names``: a
     simulator (``simulate(u, params=...)``) declaring them in the device's shapes."""
     twin_info = getattr(twin, "info", None)
-    if not callable(getattr(twin, "simulate", None)) or not isinstance(twin_info, DeviceInfo):
+    if not all(callable(getattr(twin, m, None)) for m in ("simulate", "param_vjp", "set")
+               ) or not isinstance(twin_info, DeviceInfo):
         raise ValueError(
             f"training the physical parameters of {info.name!r} through a twin needs a "
             f"twin that gives gradients with respect to them, a simulator (twin="

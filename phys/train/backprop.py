@@ -29,6 +29,8 @@ class BackpropTrainer(TrainsPhysics, ClassifierTrainer):
         train_physics: Also train the devices' physical parameters (``info.params``)
             through ``simulate(u, params=...)``, with the same optimiser and loss
             (:class:`~phys.train.physics.GradientPhysics`); no extra queries.
+        physics_lr: Their learning rate in units of each parameter's range (``None``:
+            ``config.lr``).
 
     Raises:
         ValueError: a layer's device is not differentiable, or ``train_physics`` and no
@@ -40,7 +42,7 @@ class BackpropTrainer(TrainsPhysics, ClassifierTrainer):
     loss_label: ClassVar[str] = "cross-entropy"
 
     def __init__(self, network: PhysicalClassifier, config: TrainConfig | None = None, *,
-                 train_physics: bool = False) -> None:
+                 train_physics: bool = False, physics_lr: float | None = None) -> None:
         physics = device_layers(network)
         for i, layer in enumerate(physics):
             info = layer.device.info
@@ -52,6 +54,6 @@ class BackpropTrainer(TrainsPhysics, ClassifierTrainer):
                 )
         for layer in physics:
             layer.set_grad("simulator")
-        self.physics = GradientPhysics(physics) if train_physics else None
+        self.physics = GradientPhysics(physics, lr=physics_lr) if train_physics else None
         super().__init__(network, config or TrainConfig())
         self._physics_optimizer()

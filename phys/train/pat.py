@@ -39,6 +39,8 @@ class PATTrainer(TrainsPhysics, ClassifierTrainer):
             (:class:`~phys.train.physics.GradientPhysics`); no extra queries. The twins
             must be simulators declaring the same parameters; they are kept at the
             devices' values.
+        physics_lr: Their learning rate in units of each parameter's range (``None``:
+            ``config.lr``).
 
     Raises:
         ValueError: one twin per layer is not given, a twin has no ``vjp``, or with
@@ -51,7 +53,8 @@ class PATTrainer(TrainsPhysics, ClassifierTrainer):
     loss_label: ClassVar[str] = "cross-entropy"
 
     def __init__(self, network: PhysicalClassifier, twins: Sequence[Twin],
-                 config: TrainConfig | None = None, *, train_physics: bool = False) -> None:
+                 config: TrainConfig | None = None, *, train_physics: bool = False,
+                 physics_lr: float | None = None) -> None:
         physics = device_layers(network)
         if len(twins) != len(physics):
             raise ValueError(f"pat needs one twin per layer: {len(physics)} layers, "
@@ -61,7 +64,7 @@ class PATTrainer(TrainsPhysics, ClassifierTrainer):
                 raise ValueError(f"twin {i} ({type(twin).__name__}) has no vjp(u, grad_out)")
         for layer, twin in zip(physics, twins, strict=True):
             layer.set_grad("twin", twin)
-        self.physics = GradientPhysics(physics) if train_physics else None
+        self.physics = GradientPhysics(physics, lr=physics_lr) if train_physics else None
         super().__init__(network, config or TrainConfig())
         self._physics_optimizer()
         self.twins = list(twins)

@@ -182,6 +182,8 @@ class GradientPhysics:
     Args:
         layers: The network's device layers, their gradient routes already chosen.
         names: Only these parameters (default: every declared one).
+        lr: The optimiser's learning rate of each parameter, in units of its range
+            (``max - min``; Adam's steps are about this size); ``None``: the trainer's.
 
     Raises:
         ValueError: no device declares parameters, a name no device has, a layer whose
@@ -189,9 +191,12 @@ class GradientPhysics:
             with respect to them - before any training.
     """
 
-    def __init__(self, layers: Sequence[DeviceLayer], names: Sequence[str] | None = None
-                 ) -> None:
-        self.layers = list(layers)
+    def __init__(self, layers: Sequence[DeviceLayer], names: Sequence[str] | None = None,
+                 *, lr: float | None = None) -> None:
+        if lr is not None and (isinstance(lr, bool) or not isinstance(lr, int | float)
+                               or not lr > 0):
+            raise ValueError(f"lr must be a positive number or None, got {lr!r}")
+        self.layers, self.lr = list(layers), lr
         wanted = None if names is None else set(names)
         found: set[str] = set()
         for i, layer in enumerate(self.layers):
@@ -223,6 +228,17 @@ class GradientPhysics:
         """The trainable physical parameters, layer by layer."""
         return [p for layer in self.layers if layer.physical is not None
                 for p in layer.physical.values()]
+
+    def param_groups(self, lr: float) -> list[dict[str, Any]]:
+        """Optimiser groups, one per parameter: no weight decay, the learning rate
+        :attr:`lr` times its range (``lr``, the trainer's, when :attr:`lr` is ``None``)."""
+        groups = []
+        for layer in self.layers:
+            for name, param in ({} if layer.physical is None else layer.physical).items():
+                spec = layer.device.info.param(name)
+                rate = lr if self.lr is None else self.lr * (spec.max - spec.min)
+                groups.append({"params": [param], "lr": rate, "weight_decay": 0.0})
+        return groups
 
     def after_step(self) -> None:
         """After an optimiser step: clamp into range and set on the devices.
@@ -266,7 +282,7 @@ class GradientPhysics:
 class TrainsPhysics:
     """Mixin of the end-to-end trainers (before :class:`~phys.train.network.
     ClassifierTrainer` in the bases): with ``physics`` a :class:`GradientPhysics`, the
-    optimiser gets the physical parameters as a group of their own (no weight decay),
+    optimiser gets the physical parameters as groups of their own (no weight decay),
     every step pushes them to the devices, the checkpoint keeps their step count and
     ``device_usage`` reports ``physics_device_samples`` (0)."""
 
@@ -283,7 +299,7 @@ class TrainsPhysics:
         digital = [p for p in self.network.parameters() if id(p) not in own]
         cfg = self.config
         self.optimizers = [torch.optim.Adam(
-            [{"params": digital}, {"params": self.physics.parameters(), "weight_decay": 0.0}],
+            [{"params": digital}, *self.physics.param_groups(cfg.lr)],
             lr=cfg.lr, weight_decay=cfg.weight_decay)]
 
     def train_step(self, x: torch.Tensor, labels: torch.Tensor) -> Any:
