@@ -152,6 +152,9 @@ def test_a_checkpoint_carries_the_values_and_resumes_identically(tmp_path):
     second.load_state_dict(torch.load(tmp_path / "state.pt", weights_only=True))
     assert torch.equal(dev.get("phase"), first.physics.values[0]["phase"])
     assert second.physics.steps == 3
+    other = cavity()  # the network's state dict alone sets the device too
+    backprop(other).network.load_state_dict(first.network.state_dict())
+    assert torch.equal(other.get("phase"), first.physics.values[0]["phase"])
     second.fit(x, y)
     assert torch.equal(second.physics.values[0]["phase"], full.physics.values[0]["phase"])
     assert [r["loss"] for r in second.history] == [r["loss"] for r in full.history]
@@ -220,3 +223,34 @@ def test_a_refused_setting_names_layer_parameter_and_value():
     with pytest.raises(PhysicsSetError, match=r"layer 0: device 'cavity' refused physical "
                                               r"parameter 'phase' = \[.*\]: ERROR 9"):
         t.fit(*small_digits(100))
+
+
+class Crash(Exception):
+    """Stands for the process dying mid-run."""
+
+
+def test_a_run_killed_mid_epoch_and_resumed_equals_the_uninterrupted_one(tmp_path,
+                                                                          monkeypatch):
+    from phys.runs import train
+
+    spec = TrainSpec(device="cavity", device_options={"n_scatterers": 8}, measurements=8,
+                     layers=1, hidden=16, subset=100, epochs=2, batch_size=25,
+                     trainer="pat", twin="simulator", train_physics="twin", skip=False,
+                     physics_lr=0.02)
+    whole = train(spec, out=tmp_path / "whole", tensorboard=False)
+    original = GradientPhysics.after_step
+
+    def dying(self):
+        original(self)
+        if self.steps == 6:
+            raise Crash
+
+    monkeypatch.setattr(GradientPhysics, "after_step", dying)
+    with pytest.raises(Crash):
+        train(spec, out=tmp_path / "cut", tensorboard=False, checkpoint_every=1)
+    monkeypatch.setattr(GradientPhysics, "after_step", original)
+    resumed = train(spec, out=tmp_path / "cut", tensorboard=False, resume=True,
+                    checkpoint_every=1)
+    assert resumed["physics"] == whole["physics"]
+    assert resumed["physics"]["steps"] == [8]
+    assert resumed["test_accuracy"] == whole["test_accuracy"]
