@@ -148,13 +148,14 @@ class DeviceLayer(nn.Module):
         info = self.device.info
         declared = [p.name for p in info.params]
         wanted = list(declared) if names is None else list(names)
+        if not wanted:
+            raise ValueError(f"device {info.name!r} declares no physical parameters, so "
+                             f"there are none to train")
         unknown = [n for n in wanted if n not in declared]
-        if unknown or not wanted:
+        if unknown:
             raise ValueError(f"device {info.name!r} declares no physical parameter "
                              f"{', '.join(map(repr, unknown))}; it declares "
-                             f"{', '.join(declared) or 'none'}" if unknown else
-                             f"device {info.name!r} declares no physical parameters, so "
-                             f"there are none to train")
+                             f"{', '.join(declared) or 'none'}")
         getter = getattr(self.device, "get", None)
         if not callable(getter):
             raise ValueError(f"device {info.name!r} cannot report the current values of its "

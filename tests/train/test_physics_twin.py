@@ -197,6 +197,9 @@ def test_what_cannot_be_trained_is_refused_before_training():
     with pytest.raises(ValueError, match="twin 'plain' must declare physical parameter "
                                          "'phase'"):
         pat(cavity(), Plain())
+    with pytest.raises(ValueError, match="'cavity' declares no physical parameter 'mask'; "
+                                         "it declares phase"):
+        DeviceLayer(cavity(), 9, grad="simulator").train_physics(["mask"])
     with pytest.raises(ValueError, match="passes no gradient"):
         GradientPhysics([DeviceLayer(cavity(), 9)])
     with pytest.raises(ValueError, match="no device declares the physical parameter"):
