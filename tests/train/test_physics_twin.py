@@ -173,6 +173,12 @@ def test_a_run_reports_the_physics_and_no_extra_samples(tmp_path):
     assert results["physics"]["samples"] == 0 and results["physics"]["steps"] == [2]
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
     assert len(saved["physics"]["values"][0]["phase"]) == 8
+    from phys.load import load_run
+
+    with load_run(tmp_path / "run") as model:  # the trained run is a model, physics too
+        phase = model.network.layers[0].device.get("phase")
+    assert phase.tolist() == pytest.approx(saved["physics"]["values"][0]["phase"])
+    assert not torch.equal(phase, torch.zeros(8))
 
 
 class Plain(Simulator):
