@@ -142,8 +142,9 @@ class DeviceLayer(nn.Module):
             names: Only these parameters (default: every declared one).
 
         Raises:
-            ValueError: the device declares none of them (or has no ``get``), or the twin
-                does not take them; nothing changes then.
+            ValueError: the device declares none of them (or has no ``get`` or ``set``),
+                or the twin does not take them; nothing changes then.
+            RuntimeError: the device or twin refused the values; nothing changes then.
         """
         info = self.device.info
         declared = [p.name for p in info.params]
@@ -157,9 +158,9 @@ class DeviceLayer(nn.Module):
                              f"{', '.join(map(repr, unknown))}; it declares "
                              f"{', '.join(declared) or 'none'}")
         getter = getattr(self.device, "get", None)
-        if not callable(getter):
-            raise ValueError(f"device {info.name!r} cannot report the current values of its "
-                             f"physical parameters (it has no get), so they cannot be trained")
+        if not (callable(getter) and callable(getattr(self.device, "set", None))):
+            raise ValueError(f"device {info.name!r} cannot report and change its physical "
+                             f"parameters (it needs get and set), so they cannot be trained")
         if self.grad == "twin":
             _check_twin_params(self.twin, info, tuple(wanted))
         where = self.in_min.device
@@ -168,7 +169,11 @@ class DeviceLayer(nn.Module):
             value = torch.as_tensor(getter(name)).detach().clone()
             values[name] = nn.Parameter(value.reshape(info.param(name).shape).to(where))
         self.physical = nn.ParameterDict(values)
-        self.push_physics()
+        try:
+            self.push_physics()
+        except RuntimeError:
+            self.physical = None
+            raise
         return self.physical
 
     @torch.no_grad()
