@@ -258,6 +258,8 @@ def test_a_run_killed_mid_epoch_and_resumed_equals_the_uninterrupted_one(tmp_pat
     with pytest.raises(Crash):
         train(spec, out=tmp_path / "cut", tensorboard=False, checkpoint_every=1)
     monkeypatch.setattr(GradientPhysics, "after_step", original)
+    saved = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)
+    assert saved["physics"] == {"steps": 5} and saved["epoch"] == 1  # within epoch 2
     resumed = train(spec, out=tmp_path / "cut", tensorboard=False, resume=True,
                     checkpoint_every=1)
     assert resumed["physics"] == whole["physics"]
