@@ -33,7 +33,7 @@ __all__ = ["TRAINERS", "TWINS", "DataOptions", "DeviceOptions", "NetworkOptions"
 TRAINERS = ("phyll", "backprop", "pat")
 TWINS = ("surrogate", "simulator")
 #: How the devices' physical parameters train (``train_physics``).
-PHYSICS_ROUTES = ("none", "spsa")
+PHYSICS_ROUTES = ("none", "spsa", "twin")
 ACTIVATIONS = ("relu", "abs")  # those of phys.layers.PhysicalLayer
 #: Bounds of the sizes a spec may ask for: generous for real use, refused above (a typo
 #: such as ``layers=1000000`` is an error, not a run that never ends).
@@ -168,12 +168,18 @@ class PhysicsOptions(Options):
                                 help="none: the physics stays as it is; spsa: model-free, each "
                                      "layer's parameters follow its local loss measured at "
                                      "perturbed settings (trainer phyll; 2 x "
-                                     "physics_directions batch measurements a step)")
+                                     "physics_directions batch measurements a step); twin: "
+                                     "by gradient with the digital weights, the trainer's "
+                                     "optimiser and loss, through the simulator (backprop) "
+                                     "or a simulator twin at the device's values (pat, "
+                                     "twin=simulator); no queries beyond training's own")
     physics_every: int = option(1, min=1, help="batches between steps of the physical "
                                 "parameters")
     physics_method: str = borrowed(PerturbOptions, "method")
     physics_directions: int = borrowed(PerturbOptions, "directions")
-    physics_lr: float = borrowed(PerturbOptions, "lr")
+    physics_lr: float = borrowed(PerturbOptions, "lr", help="step size, in units of each "
+                                 "parameter's range (spsa: of each step; twin: the "
+                                 "learning rate of the parameters in the trainer's Adam)")
     physics_perturbation: float = borrowed(PerturbOptions, "perturbation")
 
     def perturb_options(self) -> PerturbOptions:
@@ -299,9 +305,7 @@ def prepare(spec: TrainSpec) -> DeviceSpec:
     with _blaming("device_options"):
         device.check_options(device.options)
         _check_types(device.factory, device.options, "device")
-    if spec.train_physics == "spsa" and spec.trainer != "phyll":
-        raise OptionError(f"train_physics='spsa' steps each layer on PhyLL's local loss; "
-                          f"it needs trainer='phyll', not {spec.trainer!r}", "train_physics")
+    _check_physics_route(spec)
     if spec.trainer == "pat" and spec.twin == "simulator":
         with _blaming("twin_options"):
             device.check_options(spec.twin_options)
@@ -310,6 +314,24 @@ def prepare(spec: TrainSpec) -> DeviceSpec:
         _twin_file(spec)
     _check_data(spec)
     return device
+
+
+def _check_physics_route(spec: TrainSpec) -> None:
+    """``train_physics`` fits the trainer (and PAT's twin); :class:`OptionError` if not."""
+    if spec.train_physics == "spsa" and spec.trainer != "phyll":
+        raise OptionError(f"train_physics='spsa' steps each layer on PhyLL's local loss; "
+                          f"it needs trainer='phyll', not {spec.trainer!r}", "train_physics")
+    if spec.train_physics == "twin" and spec.trainer == "phyll":
+        raise OptionError("train_physics='twin' trains the physical parameters by gradient "
+                          "through the simulator or a twin; it needs trainer='backprop' or "
+                          "'pat' (phyll passes no gradient through the physics: use "
+                          "train_physics='spsa')", "train_physics")
+    if spec.train_physics == "twin" and spec.trainer == "pat" and spec.twin != "simulator":
+        raise OptionError(f"train_physics='twin' with trainer='pat' needs twin='simulator', "
+                          f"whose gradients with respect to the physical parameters exist; "
+                          f"a surrogate twin (twin={spec.twin!r}) is fitted at the device's "
+                          f"present settings only (one fitted with the settings as extra "
+                          f"inputs would be needed)", "train_physics")
 
 
 def _twin_file(spec: TrainSpec) -> Any:
@@ -432,6 +454,17 @@ def _warn_if_poor(report: Mapping[str, Any], layer: int, samples: int) -> None:
                       f"twin", stacklevel=4)
 
 
+def _physics_blamed(spec: TrainSpec) -> contextlib.AbstractContextManager[None]:
+    """Errors of an end-to-end trainer blamed on ``train_physics`` when it trains them."""
+    return _blaming("train_physics") if spec.train_physics == "twin" else \
+        contextlib.nullcontext()
+
+
+def _physics_args(spec: TrainSpec) -> dict[str, Any]:
+    """The end-to-end trainers' keywords of ``train_physics='twin'``."""
+    return {"train_physics": spec.train_physics == "twin", "physics_lr": spec.physics_lr}
+
+
 def _physics(spec: TrainSpec, layers: list[Any]) -> Any:
     """The physical parameters to train by perturbation (``None``: none)."""
     if spec.train_physics != "spsa":
@@ -479,8 +512,11 @@ def build(spec: TrainSpec, n_features: int, n_classes: int, opened: list[Device]
     if spec.trainer == "backprop":
         from phys.train.backprop import BackpropTrainer
 
-        return BackpropTrainer(network, TrainConfig(**common)), {}
+        with _physics_blamed(spec):
+            return BackpropTrainer(network, TrainConfig(**common), **_physics_args(spec)), {}
     from phys.train.pat import PATTrainer
 
     twins, notes = _twins(spec, device, layers, opened, fit_twins, torch_device)
-    return PATTrainer(network, twins, TrainConfig(**common)), {"twins": notes}
+    with _physics_blamed(spec):
+        trainer = PATTrainer(network, twins, TrainConfig(**common), **_physics_args(spec))
+    return trainer, {"twins": notes}

@@ -15,11 +15,12 @@ from phys.nn.device_layer import device_layers
 from phys.nn.physics_aware import Twin, physics_aware
 from phys.train.base import TrainConfig
 from phys.train.network import ClassifierTrainer, PhysicalClassifier
+from phys.train.physics import GradientPhysics, TrainsPhysics
 
 __all__ = ["PATTrainer", "physics_aware"]
 
 
-class PATTrainer(ClassifierTrainer):
+class PATTrainer(TrainsPhysics, ClassifierTrainer):
     """Cross-entropy training of a :class:`PhysicalClassifier`: forward on the devices,
     backward through one digital twin per layer.
 
@@ -32,6 +33,19 @@ class PATTrainer(ClassifierTrainer):
             parameters or a fitted :class:`~phys.train.twin.SurrogateTwin`. FLOPs a twin
             spent on fitting (its ``flops`` meter) are added to the digital FLOPs.
         config: Options (:class:`~phys.train.base.TrainConfig`).
+        train_physics: Also train the devices' physical parameters (``info.params``),
+            measured on the devices set to them and differentiated through the twins at
+            the same values, with the same optimiser and loss
+            (:class:`~phys.train.physics.GradientPhysics`); no extra queries. The twins
+            must be simulators declaring the same parameters; they are kept at the
+            devices' values.
+        physics_lr: Their learning rate in units of each parameter's range (``None``:
+            ``config.lr``).
+
+    Raises:
+        ValueError: one twin per layer is not given, a twin has no ``vjp``, or with
+            ``train_physics`` no device declares parameters or a twin cannot
+            differentiate with respect to them (a surrogate).
     """
 
     #: What the loss is, for plots; one loss for the whole network, so ``layer_losses``
@@ -39,7 +53,8 @@ class PATTrainer(ClassifierTrainer):
     loss_label: ClassVar[str] = "cross-entropy"
 
     def __init__(self, network: PhysicalClassifier, twins: Sequence[Twin],
-                 config: TrainConfig | None = None) -> None:
+                 config: TrainConfig | None = None, *, train_physics: bool = False,
+                 physics_lr: float | None = None) -> None:
         physics = device_layers(network)
         if len(twins) != len(physics):
             raise ValueError(f"pat needs one twin per layer: {len(physics)} layers, "
@@ -49,7 +64,9 @@ class PATTrainer(ClassifierTrainer):
                 raise ValueError(f"twin {i} ({type(twin).__name__}) has no vjp(u, grad_out)")
         for layer, twin in zip(physics, twins, strict=True):
             layer.set_grad("twin", twin)
+        self.physics = GradientPhysics(physics, lr=physics_lr) if train_physics else None
         super().__init__(network, config or TrainConfig())
+        self._physics_optimizer()
         self.twins = list(twins)
         if self.config.count_flops:
             self.flops.total += sum(getattr(getattr(t, "flops", None), "total", 0)

@@ -7,6 +7,9 @@ measurements at perturbed settings (:mod:`phys.train.perturb`): a trainer calls
 the device's current settings. It works on any :class:`~phys.Device` that declares
 parameters and takes :meth:`set` (a simulator, a serial rig); the queries it spends are
 counted apart (:attr:`PhysicalParameters.samples`).
+
+The same parameters also train by gradient (:class:`GradientPhysics`, the ``twin``
+route): through the simulator itself in backprop, through a simulator twin in PAT.
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ from typing import Any
 import torch
 
 from phys.device import Device
+from phys.nn.device_layer import DeviceLayer
 from phys.train.perturb import Perturbation, PerturbOptions
 
-__all__ = ["PhysicalParameters", "PhysicsSetError"]
+__all__ = ["GradientPhysics", "PhysicalParameters", "PhysicsSetError", "TrainsPhysics"]
 
 
 class PhysicsSetError(RuntimeError):
@@ -165,3 +169,164 @@ def _current(dev: Device, name: str, i: int) -> torch.Tensor:
     spec = dev.info.param(name)
     value = torch.as_tensor(getter(name), dtype=torch.float32).reshape(spec.shape)
     return value.clone()
+
+
+class GradientPhysics:
+    """The physical parameters of a network's devices trained by gradient, through the
+    simulator (backprop) or a simulator twin (PAT), by the trainer's own optimiser with
+    the same loss as the digital weights. Spends no device queries of its own.
+
+    Each :class:`~phys.nn.DeviceLayer` whose device declares parameters gets them as torch
+    parameters (:meth:`~phys.nn.DeviceLayer.train_physics`), so they are in the network's
+    ``parameters()`` and ``state_dict()``; :meth:`after_step` clamps them into range and
+    sets them on the devices (and twins).
+
+    Args:
+        layers: The network's device layers, their gradient routes already chosen.
+        names: Only these parameters (default: every declared one).
+        lr: The optimiser's learning rate of each parameter, in units of its range
+            (``max - min``; Adam's steps are about this size); ``None``: the trainer's.
+
+    Raises:
+        ValueError: no device declares parameters, a name no device has, a layer whose
+            route gives no gradient (``"none"``), or a twin that cannot differentiate
+            with respect to them - before any training.
+    """
+
+    def __init__(self, layers: Sequence[DeviceLayer], names: Sequence[str] | None = None,
+                 *, lr: float | None = None) -> None:
+        if lr is not None and (isinstance(lr, bool) or not isinstance(lr, int | float)
+                               or not lr > 0):
+            raise ValueError(f"lr must be a positive number or None, got {lr!r}")
+        self.layers, self.lr = list(layers), lr
+        wanted = None if names is None else set(names)
+        found: set[str] = set()
+        for i, layer in enumerate(self.layers):
+            declared = {p.name for p in layer.device.info.params}
+            mine = declared if wanted is None else declared & wanted
+            if not mine:
+                continue
+            if layer.grad == "none":
+                raise ValueError(f"layer {i} passes no gradient (grad='none'), so its "
+                                 f"physical parameters cannot train through it")
+            try:
+                layer.train_physics([p.name for p in layer.device.info.params
+                                     if p.name in mine])
+            except ValueError as err:
+                raise ValueError(f"layer {i}: {err}") from None
+            found |= mine
+        if wanted is not None and wanted - found:
+            raise ValueError(f"no device declares the physical parameter(s) "
+                             f"{', '.join(sorted(wanted - found))}")
+        if not found:
+            named = ", ".join(sorted({repr(la.device.info.name) for la in self.layers}))
+            raise ValueError(f"train_physics needs devices with physical parameters, but "
+                             f"{named or 'no device'} declares none")
+        self.steps = 0
+        #: Device samples spent on the parameters apart from training's own: none.
+        self.samples = [0] * len(self.layers)
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        """The trainable physical parameters, layer by layer."""
+        return [p for layer in self.layers if layer.physical is not None
+                for p in layer.physical.values()]
+
+    def param_groups(self, lr: float) -> list[dict[str, Any]]:
+        """Optimiser groups, one per parameter: no weight decay, the learning rate
+        :attr:`lr` times its range (``lr``, the trainer's, when :attr:`lr` is ``None``)."""
+        groups = []
+        for layer in self.layers:
+            for name, param in ({} if layer.physical is None else layer.physical).items():
+                spec = layer.device.info.param(name)
+                rate = lr if self.lr is None else self.lr * (spec.max - spec.min)
+                groups.append({"params": [param], "lr": rate, "weight_decay": 0.0})
+        return groups
+
+    def after_step(self) -> None:
+        """After an optimiser step: clamp into range and set on the devices.
+
+        Raises:
+            PhysicsSetError: a device refused a value (naming layer, parameter, value).
+        """
+        self.steps += 1
+        self.push()
+
+    def push(self) -> None:
+        """Clamp and set every layer's values (also after a checkpoint is loaded)."""
+        for i, layer in enumerate(self.layers):
+            try:
+                layer.push_physics()
+            except RuntimeError as err:
+                raise PhysicsSetError(f"layer {i}: {err}") from err
+
+    @property
+    def values(self) -> list[dict[str, torch.Tensor]]:
+        """The current values, per layer (``{}``: fixed physics)."""
+        return [{} if layer.physical is None else
+                {n: p.detach().to("cpu").clone() for n, p in layer.physical.items()}
+                for layer in self.layers]
+
+    def state_dict(self) -> dict[str, Any]:
+        """The step count (the values are in the network's state dict)."""
+        return {"steps": self.steps}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.steps = int(state["steps"])
+        self.push()
+
+    def as_dict(self) -> dict[str, Any]:
+        """For results, as :meth:`PhysicalParameters.as_dict`: no samples of its own."""
+        return {"samples": 0, "samples_per_layer": list(self.samples),
+                "steps": [self.steps if vals else 0 for vals in self.values],
+                "values": [{n: v.tolist() for n, v in vals.items()} for vals in self.values]}
+
+
+class TrainsPhysics:
+    """Mixin of the end-to-end trainers (before :class:`~phys.train.network.
+    ClassifierTrainer` in the bases): with ``physics`` a :class:`GradientPhysics`, the
+    optimiser gets the physical parameters as groups of their own (no weight decay),
+    every step pushes them to the devices, the checkpoint keeps their step count and
+    ``device_usage`` reports ``physics_device_samples`` (0)."""
+
+    physics: GradientPhysics | None = None
+    optimizers: list[torch.optim.Optimizer]
+    network: torch.nn.Module
+    config: Any
+
+    def _physics_optimizer(self) -> None:
+        """Rebuild the Adam optimiser with the physical parameters in a second group."""
+        if self.physics is None:
+            return
+        own = {id(p) for p in self.physics.parameters()}
+        digital = [p for p in self.network.parameters() if id(p) not in own]
+        cfg = self.config
+        self.optimizers = [torch.optim.Adam(
+            [{"params": digital}, *self.physics.param_groups(cfg.lr)],
+            lr=cfg.lr, weight_decay=cfg.weight_decay)]
+
+    def train_step(self, x: torch.Tensor, labels: torch.Tensor) -> Any:
+        loss = super().train_step(x, labels)  # type: ignore[misc]
+        if self.physics is not None:
+            self.physics.after_step()
+        return loss
+
+    def device_usage(self) -> dict[str, float | None]:
+        usage = super().device_usage()  # type: ignore[misc]
+        if self.physics is not None:
+            usage["physics_device_samples"] = 0
+        return usage
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()  # type: ignore[misc]
+        if self.physics is not None:
+            state["physics"] = self.physics.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if (self.physics is not None) != ("physics" in state):
+            raise ValueError("checkpoint " + ("does not train" if self.physics is not None
+                             else "trains") + " the physical parameters, this run "
+                             + ("does" if self.physics is not None else "does not"))
+        super().load_state_dict(state)  # type: ignore[misc]
+        if self.physics is not None:
+            self.physics.load_state_dict(state["physics"])
