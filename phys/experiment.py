@@ -316,8 +316,20 @@ def prepare(spec: TrainSpec) -> DeviceSpec:
     return device
 
 
+#: The options only the spsa route reads.
+SPSA_ONLY = ("physics_every", "physics_method", "physics_directions", "physics_perturbation")
+
+
 def _check_physics_route(spec: TrainSpec) -> None:
-    """``train_physics`` fits the trainer (and PAT's twin); :class:`OptionError` if not."""
+    """``train_physics`` fits the trainer (and PAT's twin), and options of another route
+    are not given; :class:`OptionError` if not."""
+    defaults = {f.name: f.default for f in dataclasses.fields(PhysicsOptions)}
+    given = [k for k in (*SPSA_ONLY, "physics_lr") if getattr(spec, k) != defaults[k]]
+    unused = [k for k in given if spec.train_physics == "none"
+              or (spec.train_physics == "twin" and k in SPSA_ONLY)]
+    if unused:
+        raise OptionError(f"{unused[0]} is not used with train_physics="
+                          f"{spec.train_physics!r}", unused[0])
     if spec.train_physics == "spsa" and spec.trainer != "phyll":
         raise OptionError(f"train_physics='spsa' steps each layer on PhyLL's local loss; "
                           f"it needs trainer='phyll', not {spec.trainer!r}", "train_physics")

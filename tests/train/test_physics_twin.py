@@ -265,3 +265,17 @@ def test_a_run_killed_mid_epoch_and_resumed_equals_the_uninterrupted_one(tmp_pat
     assert resumed["physics"] == whole["physics"]
     assert resumed["physics"]["steps"] == [8]
     assert resumed["test_accuracy"] == whole["test_accuracy"]
+
+
+@pytest.mark.parametrize("route, option, value", [
+    ("twin", "physics_every", 3), ("twin", "physics_directions", 8),
+    ("none", "physics_lr", 0.01), ("none", "physics_method", "gaussian")])
+def test_options_of_another_route_are_refused(route, option, value):
+    from phys.experiment import TrainSpec, prepare
+    from phys.options import OptionError
+
+    trainer = "backprop" if route == "twin" else "phyll"
+    with pytest.raises(OptionError, match=f"{option} is not used with train_physics="
+                                          f"'{route}'") as caught:
+        prepare(TrainSpec(trainer=trainer, train_physics=route, **{option: value}))
+    assert caught.value.option == option
