@@ -175,6 +175,8 @@ class PhysicsOptions(Options):
                                      "twin=simulator); no queries beyond training's own")
     physics_every: int = option(1, min=1, help="batches between steps of the physical "
                                 "parameters")
+    physics_batch: int | None = option(None, min=1, help="samples of each batch that a "
+                                       "perturbed loss is measured on (spsa; default: all)")
     physics_method: str = borrowed(PerturbOptions, "method")
     physics_directions: int = borrowed(PerturbOptions, "directions")
     physics_lr: float = borrowed(PerturbOptions, "lr", help="step size, in units of each "
@@ -317,7 +319,8 @@ def prepare(spec: TrainSpec) -> DeviceSpec:
 
 
 #: The options only the spsa route reads.
-SPSA_ONLY = ("physics_every", "physics_method", "physics_directions", "physics_perturbation")
+SPSA_ONLY = ("physics_every", "physics_batch", "physics_method", "physics_directions",
+             "physics_perturbation")
 
 
 def _check_physics_route(spec: TrainSpec) -> None:
@@ -485,7 +488,7 @@ def _physics(spec: TrainSpec, layers: list[Any]) -> Any:
 
     with _blaming("train_physics"):
         return PhysicalParameters([layer.device for layer in layers], spec.perturb_options(),
-                                  every=spec.physics_every)
+                                  every=spec.physics_every, batch=spec.physics_batch)
 
 
 def build(spec: TrainSpec, n_features: int, n_classes: int, opened: list[Device], *,

@@ -369,8 +369,11 @@ class PhyLLTrainer(Trainer):
 
     def _measured(self, i: int, x: torch.Tensor, h: torch.Tensor, rows: torch.Tensor,
                   repeats: int) -> Any:
-        """Measures block ``i``'s local loss on this batch at its device's settings."""
+        """Measures block ``i``'s local loss on this batch (its first ``physics.batch``
+        samples) at its device's settings."""
         net = self.network
+        n = x.shape[0] if self.physics.batch is None else min(self.physics.batch, x.shape[0])
+        x, h, rows = x[:n], h[:n * repeats] if i else h, rows[:n * repeats]
 
         def measure() -> float:
             out = net.first_layer(x, rows, repeats) if i == 0 else net.layers[i](h)

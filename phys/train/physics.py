@@ -47,6 +47,8 @@ class PhysicalParameters:
             ``i`` draws its directions from ``seed + i``.
         every: Batches between steps of the physical parameters.
         names: Only these parameters (default: every declared one).
+        batch: Samples of the batch that each perturbed loss is measured on (the first
+            ones; default: the whole batch).
 
     Raises:
         ValueError: no device declares parameters, a name no device has, or a device that
@@ -54,11 +56,13 @@ class PhysicalParameters:
     """
 
     def __init__(self, devices: Sequence[Device | None], options: PerturbOptions | None = None,
-                 *, every: int = 1, names: Sequence[str] | None = None) -> None:
+                 *, every: int = 1, names: Sequence[str] | None = None,
+                 batch: int | None = None) -> None:
         options = options or PerturbOptions()
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"every must be an int >= 1, got {every!r}")
-        self.devices, self.every = list(devices), every
+        for key, value in (("every", every), ("batch", 1 if batch is None else batch)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{key} must be an int >= 1, got {value!r}")
+        self.devices, self.every, self.batch = list(devices), every, batch
         self.estimators: list[Perturbation | None] = []
         self.values: list[dict[str, torch.Tensor]] = []
         wanted = set(names) if names is not None else None

@@ -141,3 +141,15 @@ def test_what_cannot_be_trained_is_refused_before_training():
 
     with pytest.raises(ValueError, match="cannot report the current value of 'bias'"):
         PhysicalParameters([NoGet(74, 12)])
+
+
+def test_batch_measures_the_perturbed_losses_on_part_of_the_batch():
+    x, y = small_digits(100)
+    dev = Biased(74, 12)
+    t = trainer(dev, directions=3, epochs=1)
+    t.physics.batch = 10
+    t.fit(x, y)
+    # 2 steps (batches of 50), 3 directions, 2 losses each, on 10 samples x 10 labels
+    assert t.physics.samples == [2 * 3 * 2 * 10 * 10]
+    with pytest.raises(ValueError, match="batch must be an int >= 1"):
+        PhysicalParameters([Biased(74, 12)], batch=0)
