@@ -190,6 +190,15 @@ class SerialDevice(Device):
         """The device's SET-able settings by name (``index``, ``size``, ``min``, ``max``)."""
         return {p["name"]: dict(p) for p in self.info.extra.get("params", [])}
 
+    def _setting(self, name: str) -> dict[str, Any]:
+        """The INFO entry of setting ``name`` (the port open); ValueError if unknown."""
+        self._check_open()
+        known = self.params
+        if name not in known:
+            raise ValueError(f"{self.port_name}: device has no setting {name!r}; it has "
+                             f"{', '.join(known) or 'none'}")
+        return known[name]
+
     def get(self, name: str) -> torch.Tensor:
         """The value of setting ``name`` (in its declared shape): the last one given to
         :meth:`set`, else the power-up value the device reported in INFO.
@@ -198,12 +207,7 @@ class SerialDevice(Device):
             ValueError: an unknown setting, or one whose value is not known (never set,
                 and the device reports none).
         """
-        self._check_open()
-        known = self.params
-        if name not in known:
-            raise ValueError(f"{self.port_name}: device has no setting {name!r}; it has "
-                             f"{', '.join(known) or 'none'}")
-        p = known[name]
+        p = self._setting(name)
         values = self._settings.get(p["index"], p.get("value"))
         if values is None:
             raise ValueError(f"{self.port_name}: the value of setting {name!r} is not known: "
@@ -236,12 +240,7 @@ class SerialDevice(Device):
             ValueError: unknown setting, values that are not numbers, wrong number of
                 values, or a value outside the setting's ``min .. max`` (nothing is sent).
         """
-        self._check_open()
-        known = self.params
-        if name not in known:
-            raise ValueError(f"{self.port_name}: device has no setting {name!r}; it has "
-                             f"{', '.join(known) or 'none'}")
-        p = known[name]
+        p = self._setting(name)
         try:
             v = np.atleast_1d(np.asarray(torch.as_tensor(values, dtype=torch.float64))).ravel()
         except (TypeError, ValueError, RuntimeError):
