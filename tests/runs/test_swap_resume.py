@@ -41,7 +41,10 @@ def test_swap_killed_with_sigkill_then_resumed_equals_the_uninterrupted_study(
     def saved() -> None:
         state, _ = RunDir(latest.parent).load()
         kills.append((int(state["epoch"]), (state["progress"] or {}).get("batches")))
-        assert not (out / "swap.csv").exists()
+        # a kill can land after the study's last write, just before the process exits;
+        # the summary is never written before the final checkpoint
+        if (out / "swap.csv").exists():
+            assert kills[-1] == (3, None), kills
 
     kill_and_resume(["swap", *ARGS, "--checkpoint-every", "5"], out, latest, kills=2,
                     rng=random.Random(7), pause=0.3, on_kill=saved)
