@@ -30,7 +30,7 @@ __all__ = ["TRAINERS", "TWINS", "DataOptions", "DeviceOptions", "NetworkOptions"
            "TrainSpec", "TrainerOptions", "TwinOptions", "borrowed", "build",
            "load_data", "open_layer_device", "prepare"]
 
-TRAINERS = ("phyll", "backprop", "pat")
+TRAINERS = ("phyll", "backprop", "pat", "readout")
 TWINS = ("surrogate", "simulator")
 #: How the devices' physical parameters train (``train_physics``).
 PHYSICS_ROUTES = ("none", "spsa", "twin")
@@ -104,7 +104,9 @@ class TrainerOptions(Options):
 
     trainer: str = option("phyll", choices=TRAINERS,
                           help="phyll: model-free; backprop: in silico through the simulator; "
-                               "pat: physics-aware, device forward and digital-twin backward")
+                               "pat: physics-aware, device forward and digital-twin backward; "
+                               "readout: model-free cross-entropy through the digital maps "
+                               "only (the devices pass no gradient)")
     epochs: int = borrowed(TrainConfig, "epochs")
     batch_size: int = borrowed(TrainConfig, "batch_size")
     lr: float = borrowed(TrainConfig, "lr")
@@ -166,8 +168,9 @@ class PhysicsOptions(Options):
 
     train_physics: str = option("none", choices=PHYSICS_ROUTES,
                                 help="none: the physics stays as it is; spsa: model-free, each "
-                                     "layer's parameters follow its local loss measured at "
-                                     "perturbed settings (trainer phyll; 2 x "
+                                     "layer's parameters follow the trainer's loss (phyll: "
+                                     "the layer's local loss; readout: the network's) "
+                                     "measured at perturbed settings (2 x "
                                      "physics_directions batch measurements a step); twin: "
                                      "by gradient with the digital weights, the trainer's "
                                      "optimiser and loss, through the simulator (backprop) "
@@ -333,14 +336,15 @@ def _check_physics_route(spec: TrainSpec) -> None:
     if unused:
         raise OptionError(f"{unused[0]} is not used with train_physics="
                           f"{spec.train_physics!r}", unused[0])
-    if spec.train_physics == "spsa" and spec.trainer != "phyll":
-        raise OptionError(f"train_physics='spsa' steps each layer on PhyLL's local loss; "
-                          f"it needs trainer='phyll', not {spec.trainer!r}", "train_physics")
-    if spec.train_physics == "twin" and spec.trainer == "phyll":
-        raise OptionError("train_physics='twin' trains the physical parameters by gradient "
-                          "through the simulator or a twin; it needs trainer='backprop' or "
-                          "'pat' (phyll passes no gradient through the physics: use "
-                          "train_physics='spsa')", "train_physics")
+    if spec.train_physics == "spsa" and spec.trainer not in ("phyll", "readout"):
+        raise OptionError(f"train_physics='spsa' is the model-free route: it needs "
+                          f"trainer='phyll' (each layer's local loss) or 'readout' (the "
+                          f"network's loss), not {spec.trainer!r}", "train_physics")
+    if spec.train_physics == "twin" and spec.trainer in ("phyll", "readout"):
+        raise OptionError(f"train_physics='twin' trains the physical parameters by gradient "
+                          f"through the simulator or a twin; it needs trainer='backprop' or "
+                          f"'pat' ({spec.trainer} passes no gradient through the physics: "
+                          f"use train_physics='spsa')", "train_physics")
     if spec.train_physics == "twin" and spec.trainer == "pat" and spec.twin != "simulator":
         raise OptionError(f"train_physics='twin' with trainer='pat' needs twin='simulator', "
                           f"whose gradients with respect to the physical parameters exist; "
@@ -524,6 +528,10 @@ def build(spec: TrainSpec, n_features: int, n_classes: int, opened: list[Device]
 
     layers = _open_devices(spec, device, n_features, opened, opener, torch_device)
     network = PhysicalClassifier(layers, n_classes, seed=spec.seed).to(torch_device)
+    if spec.trainer == "readout":
+        from phys.train.readout import ReadoutTrainer
+
+        return ReadoutTrainer(network, TrainConfig(**common), physics=_physics(spec, layers)), {}
     if spec.trainer == "backprop":
         from phys.train.backprop import BackpropTrainer
 

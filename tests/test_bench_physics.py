@@ -13,8 +13,8 @@ def test_runs_briefly_and_reports_the_gains(monkeypatch, shared_data, capsys):
                                                   BENCH / "physics_training.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    module.main(["--data", "vowels", "--seeds", "0", "--epochs", "1", "--hidden", "16",
-                 "--measurements", "8"])
+    module.main(["--data", "vowels", "--seeds", "0", "--spsa-epochs", "1", "--twin-epochs",
+                 "1", "--hidden", "16", "--physics-directions", "1"])
     out = capsys.readouterr().out
     for route in ("spsa", "twin"):
         line = re.search(rf"vowels-0-{route}: trained physics ([\d.]+) \(([\d,]+) samples\), "

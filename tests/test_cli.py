@@ -114,7 +114,7 @@ def test_compare_writes_table_and_plot(tmp_path):
                "--twin-samples", "512", "--no-progress", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     table = (out / "compare.md").read_text()
-    for name in ("phyll", "backprop", "pat"):
+    for name in ("phyll", "backprop", "pat", "readout"):
         assert f"| {name} |" in table
         assert (out / name / "results.json").exists()
     assert "digital FLOPs" in table

@@ -16,7 +16,8 @@ def test_every_registered_device_opens_at_a_layer_size(name):
 
 
 def test_spec_validation():
-    with pytest.raises(ValueError, match="trainer must be one of phyll, backprop, pat, got 'sgd'"):
+    with pytest.raises(ValueError,
+                       match="trainer must be one of phyll, backprop, pat, readout, got 'sgd'"):
         TrainSpec(trainer="sgd")
     with pytest.raises(ValueError, match="twin must be one of surrogate, simulator"):
         TrainSpec(twin="oracle")

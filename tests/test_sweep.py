@@ -196,7 +196,8 @@ def test_a_simulator_is_not_held_each_point_opens_its_own(tmp_path, ray_session)
     ("[options]\nseed = 1\n[grid]\nseed = [1, 2]\n", "[grid] seed (line 4): is also set in "
                                                      "[options]"),
     ("[grid]\ntrainer = ['phyll', 'sgd']\n", "[grid] trainer (line 2): every value: trainer "
-                                             "must be one of phyll, backprop, pat, got 'sgd'"),
+                                             "must be one of phyll, backprop, pat, readout, "
+                                             "got 'sgd'"),
     ("[grid]\nlayers = [1]\ntwin_samples = [0]\n", "[grid] twin_samples (line 3): every "
                                                     "value: twin_samples must be >= 1"),
     ("[sweep]\ncommand = 'swap'\n[grid]\nlevel = [0, 3]\n", "[grid] level (line 4): point "

@@ -23,7 +23,7 @@ from phys.nn import goodness as goodness_fns
 from phys.nn.functional import seeded_linear
 from phys.options import check_value, option, option_fields
 from phys.train.base import TrainConfig, Trainer
-from phys.train.physics import PhysicalParameters
+from phys.train.physics import PerturbsPhysics, PhysicalParameters
 
 __all__ = ["NETWORK_OPTIONS", "PhyLLConfig", "PhyLLNetwork", "PhyLLTrainer", "all_wrong_labels",
            "wrong_labels"]
@@ -253,7 +253,7 @@ class PhyLLNetwork(nn.Module):
         return scores.view(b, c).argmax(dim=1)
 
 
-class PhyLLTrainer(Trainer):
+class PhyLLTrainer(PerturbsPhysics, Trainer):
     """Trains a :class:`PhyLLNetwork` block by block: one optimiser and one local loss
     per block, inputs detached between blocks.
 
@@ -380,28 +380,6 @@ class PhyLLTrainer(Trainer):
             g = net.layer_goodness(i, out).view(x.shape[0], repeats)
             return float(self.layer_loss(g[:, 0], g[:, 1:]))
         return measure
-
-    def device_usage(self) -> dict[str, float | None]:
-        """:meth:`Trainer.device_usage`, with ``physics_device_samples``: the samples
-        (among ``device_samples``) spent training the physical parameters."""
-        usage = super().device_usage()
-        if self.physics is not None:
-            usage["physics_device_samples"] = sum(self.physics.samples)
-        return usage
-
-    def state_dict(self) -> dict[str, Any]:
-        state = super().state_dict()
-        if self.physics is not None:
-            state["physics"] = self.physics.state_dict()
-        return state
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        if self.physics is not None:
-            if "physics" not in state:
-                raise ValueError("the checkpoint does not train physical parameters; "
-                                 "this trainer does")
-            self.physics.load_state_dict(state["physics"])
 
     def _readout_step(self, x: torch.Tensor, labels: torch.Tensor) -> None:
         logits = self.network.readout(self.network.features(x))

@@ -24,7 +24,8 @@ from phys.device import Device
 from phys.nn.device_layer import DeviceLayer
 from phys.train.perturb import Perturbation, PerturbOptions
 
-__all__ = ["GradientPhysics", "PhysicalParameters", "PhysicsSetError", "TrainsPhysics"]
+__all__ = ["GradientPhysics", "PerturbsPhysics", "PhysicalParameters", "PhysicsSetError",
+           "TrainsPhysics"]
 
 
 class PhysicsSetError(RuntimeError):
@@ -318,6 +319,36 @@ class TrainsPhysics:
         usage = super().device_usage()  # type: ignore[misc]
         if self.physics is not None:
             usage["physics_device_samples"] = 0
+        return usage
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()  # type: ignore[misc]
+        if self.physics is not None:
+            state["physics"] = self.physics.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if (self.physics is not None) != ("physics" in state):
+            raise ValueError("checkpoint " + ("does not train" if self.physics is not None
+                             else "trains") + " the physical parameters, this run "
+                             + ("does" if self.physics is not None else "does not"))
+        super().load_state_dict(state)  # type: ignore[misc]
+        if self.physics is not None:
+            self.physics.load_state_dict(state["physics"])
+
+
+class PerturbsPhysics:
+    """Mixin of the trainers that train physical parameters by perturbation (before the
+    trainer in the bases): ``physics`` a :class:`PhysicalParameters` or ``None``; the
+    checkpoint keeps its state and ``device_usage`` reports ``physics_device_samples``,
+    the samples (among ``device_samples``) it spent."""
+
+    physics: PhysicalParameters | None = None
+
+    def device_usage(self) -> dict[str, float | None]:
+        usage = super().device_usage()  # type: ignore[misc]
+        if self.physics is not None:
+            usage["physics_device_samples"] = sum(self.physics.samples)
         return usage
 
     def state_dict(self) -> dict[str, Any]:
